@@ -1,0 +1,97 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include <warden/detail/function.hpp>
+#include <warden/report.hpp>
+
+namespace warden::detail {
+
+class supervisor_core;
+struct stack_capture;
+
+// One child's shared state. Private to warden: src/ writes it, templates read it.
+//
+// Ownership: the supervisor's table holds a child from admission until its completion has
+// been recorded; the running body (coroutine frame, pool job, process waiter) and every
+// task handle hold it too, so the record outlives whichever of them ends last.
+//
+// States: running --cancel()--> cancelling --body ends--> done. `done_` goes true exactly
+// once, after the supervisor has recorded the outcome (so a task that completes with a
+// failure is already in sup.failures() when its awaiter resumes).
+class child_record {
+  public:
+    child_record() = default;
+    child_record(const child_record&) = delete;
+    child_record& operator=(const child_record&) = delete;
+    virtual ~child_record();
+
+    const std::string& name() const noexcept { return name_; }
+    child_kind kind() const noexcept { return kind_; }
+    // Acquire pairs with the release store in complete(): a reader that sees done also sees
+    // error_ and the value.
+    bool done() const noexcept { return done_.load(std::memory_order_acquire); }
+    std::exception_ptr error() const noexcept { return error_; }
+
+    // Requests cancellation: stop token, asio cancellation or SIGTERM, by kind.
+    void cancel();
+    // Blocks until done. Throws std::logic_error where that could never return (a child
+    // waiting for itself, or a wait on the I/O thread that runs the awaited coroutine).
+    void wait_done() const;
+    // Runs fn once the child is done: at once on this thread if it already is, else on the
+    // thread that completes it.
+    void on_done(unique_function<void()> fn);
+    bool cancel_requested() const noexcept { return stop_.stop_requested(); }
+
+    // Written once at admission, before any other thread sees the record.
+    std::uint64_t id_ = 0;
+    std::string name_;
+    child_kind kind_ = child_kind::coroutine;
+    warden::origin origin_;
+    std::shared_ptr<const stack_capture> spawn_stack_;
+    std::chrono::steady_clock::time_point started_;
+    std::shared_ptr<supervisor_core> owner_;
+
+    std::stop_source stop_;
+    mutable std::mutex mutex_;
+    mutable std::condition_variable done_cv_;
+    unique_function<void()> cancel_action_;        // guarded by mutex_
+    bool cancel_delivered_ = false;                // guarded by mutex_
+    std::vector<unique_function<void()>> on_done_; // guarded by mutex_
+    std::exception_ptr error_;                     // written before done_
+    std::atomic<bool> done_{false};
+};
+
+template <class T>
+class task_state final : public child_record {
+  public:
+    template <class... A>
+    void set_value(A&&... a) {
+        value_.emplace(std::forward<A>(a)...);
+    }
+    T take_value() {
+        if constexpr (std::is_copy_constructible_v<T>)
+            return *value_;
+        else
+            return std::move(*value_);
+    }
+
+  private:
+    std::optional<T> value_;
+};
+
+template <>
+class task_state<void> final : public child_record {};
+
+} // namespace warden::detail

@@ -1,0 +1,126 @@
+#pragma once
+
+#include <chrono>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include <warden/report.hpp>
+
+namespace warden {
+
+// Spawning on a supervisor that was cancelled or has failed (under fail_fast).
+class supervisor_closed : public std::runtime_error {
+  public:
+    using std::runtime_error::runtime_error;
+};
+
+// A child still running when a wait's deadline passed.
+struct running_child {
+    std::string name;
+    child_kind kind;
+    std::chrono::steady_clock::duration running_for;
+    warden::origin origin;
+};
+
+// wait_for / wait_until ran out of time. what() lists every running child.
+class join_timeout : public std::runtime_error {
+  public:
+    join_timeout(std::string supervisor, std::chrono::milliseconds timeout,
+                 std::vector<running_child> running);
+    const std::vector<running_child>& running() const noexcept { return running_; }
+    std::chrono::milliseconds timeout() const noexcept { return timeout_; }
+
+  private:
+    std::chrono::milliseconds timeout_;
+    std::vector<running_child> running_;
+};
+
+// policy::collect: every failure, in the order they happened.
+class failure_group : public std::runtime_error {
+  public:
+    explicit failure_group(std::vector<failure_report> reports);
+    const std::vector<failure_report>& reports() const noexcept { return reports_; }
+
+  private:
+    std::vector<failure_report> reports_;
+};
+
+// A process could not be started: which argument was wrong, and the errno text.
+class spawn_error : public std::system_error {
+  public:
+    spawn_error(std::error_code ec, std::string argument, const std::string& detail);
+    const std::string& argument() const noexcept { return argument_; }
+
+  private:
+    std::string argument_;
+};
+
+// "SIGSEGV" for 11; "signal N" when the number has no name.
+std::string signal_name(int signal);
+
+// A subprocess exited with a non-zero status.
+class process_error : public std::runtime_error {
+  public:
+    process_error(std::vector<std::string> argv, int pid, int exit_code,
+                  std::vector<std::string> output_tail);
+    const std::vector<std::string>& argv() const noexcept { return argv_; }
+    int pid() const noexcept { return pid_; }
+    int exit_code() const noexcept { return exit_code_; }
+    const std::vector<std::string>& output_tail() const noexcept { return output_tail_; }
+
+  private:
+    std::vector<std::string> argv_;
+    int pid_;
+    int exit_code_;
+    std::vector<std::string> output_tail_;
+};
+
+// A subprocess (or forked child) was killed by a signal.
+class process_crashed : public std::runtime_error {
+  public:
+    process_crashed(std::vector<std::string> argv, int pid, int signal, bool core_dumped,
+                    std::vector<std::string> output_tail, std::string crash_stack = {});
+    const std::vector<std::string>& argv() const noexcept { return argv_; }
+    int pid() const noexcept { return pid_; }
+    int signal() const noexcept { return signal_; }
+    std::string signal_name() const; // "SIGSEGV"
+    bool core_dumped() const noexcept { return core_dumped_; }
+    const std::vector<std::string>& output_tail() const noexcept { return output_tail_; }
+    const std::string& crash_stack() const noexcept { return crash_stack_; } // spawn_forked only
+
+  private:
+    std::vector<std::string> argv_;
+    int pid_;
+    int signal_;
+    bool core_dumped_;
+    std::vector<std::string> output_tail_;
+    std::string crash_stack_;
+};
+
+// An exception escaped the function run by spawn_forked, in the child process.
+class remote_error : public std::runtime_error {
+  public:
+    remote_error(std::string type_name, std::string what, std::string stacktrace);
+    const std::string& type_name() const noexcept { return type_name_; }
+    const std::string& remote_what() const noexcept { return what_; }
+    const std::string& stacktrace() const noexcept { return stacktrace_; }
+
+  private:
+    std::string type_name_;
+    std::string what_;
+    std::string stacktrace_;
+};
+
+// process::wait_for_line ran out of time; carries the output seen so far.
+class timeout_error : public std::runtime_error {
+  public:
+    timeout_error(const std::string& what, std::vector<std::string> output_tail);
+    const std::vector<std::string>& output_tail() const noexcept { return output_tail_; }
+
+  private:
+    std::vector<std::string> output_tail_;
+};
+
+} // namespace warden

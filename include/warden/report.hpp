@@ -1,0 +1,61 @@
+#pragma once
+
+#include <chrono>
+#include <exception>
+#include <source_location>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <warden/options.hpp>
+
+namespace warden {
+
+// Where a child came from: recorded at spawn, printed in every report about it.
+struct origin {
+    std::source_location where; // the spawn call
+    std::string stacktrace;     // symbolised spawn stack; empty under capture::location
+    std::string test;           // the test running at spawn, if any
+    std::string parent;         // the spawning child's name, or empty
+    std::string supervisor;     // the supervisor's name
+};
+
+// One failed child, as a person wants to read it.
+struct failure_report {
+    std::exception_ptr error; // the child's own exception object
+    std::string what;         // what(), or the type name for non-std::exception objects
+    std::string child;
+    child_kind kind = child_kind::coroutine;
+    warden::origin origin;
+    std::chrono::system_clock::time_point when;
+    std::vector<std::string> suppressed; // later failures (fail_fast), one line each
+    std::string type;                    // demangled type of the exception object
+    std::vector<std::string> stragglers; // children still running when join gave up waiting
+
+    // "<child> (<kind>) failed: <what>", then where it was spawned, in which test, the stack.
+    std::string to_string() const;
+};
+
+enum class child_state { running, cancelling };
+
+// A live child, as sup.children() shows it.
+struct child_info {
+    std::string name;
+    child_kind kind;
+    child_state state;
+    warden::origin origin;
+    std::chrono::steady_clock::duration running_for;
+};
+
+std::string_view to_string(child_kind) noexcept;
+
+// The report of an exception thrown by warden (join, wait, task::get), or nullptr.
+// Reports are kept for the last 1024 failures of the process (see docs/design.md).
+const failure_report* report_for(const std::exception_ptr&) noexcept;
+
+// The name of the test now running, recorded in every origin. The doctest integration sets
+// it; other frameworks may call it from their own test-start hook.
+void set_current_test(std::string name);
+std::string current_test();
+
+} // namespace warden

@@ -1,0 +1,216 @@
+#pragma once
+
+#include <chrono>
+#include <concepts>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <source_location>
+#include <stop_token>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include <warden/detail/child.hpp>
+#include <warden/detail/function.hpp>
+#include <warden/errors.hpp>
+#include <warden/options.hpp>
+#include <warden/report.hpp>
+#include <warden/task.hpp>
+
+namespace warden {
+
+class process;
+
+namespace detail {
+
+template <class R>
+struct awaitable_traits : std::false_type {};
+template <class T>
+struct awaitable_traits<boost::asio::awaitable<T, boost::asio::any_io_executor>> : std::true_type {
+    using value_type = T;
+};
+
+// f() returning asio::awaitable<T>: evaluated only for callables that take no argument.
+template <class Fn, bool = std::is_invocable_v<Fn&>>
+struct returns_awaitable : std::false_type {};
+template <class Fn>
+struct returns_awaitable<Fn, true> : awaitable_traits<std::invoke_result_t<Fn&>> {};
+
+template <class Fn, bool = std::is_invocable_v<Fn&, std::stop_token>>
+struct blocking_result {
+    using type = std::invoke_result_t<Fn&>;
+};
+template <class Fn>
+struct blocking_result<Fn, true> {
+    using type = std::invoke_result_t<Fn&, std::stop_token>;
+};
+
+template <class T, class Fn>
+boost::asio::awaitable<void> run_coroutine_child(std::shared_ptr<task_state<T>> state, Fn fn) {
+    // fn is a parameter of this frame, so a lambda's captures outlive the coroutine it makes.
+    if constexpr (std::is_void_v<T>)
+        co_await std::invoke(fn);
+    else
+        state->set_value(co_await std::invoke(fn));
+}
+
+template <class T>
+boost::asio::awaitable<void> run_awaitable_child(std::shared_ptr<task_state<T>> state,
+                                                 boost::asio::awaitable<T> body) {
+    if constexpr (std::is_void_v<T>)
+        co_await std::move(body);
+    else
+        state->set_value(co_await std::move(body));
+}
+
+} // namespace detail
+
+// A nursery for threads, coroutines and processes. The first child failure reaches the
+// parent (join/wait), with where the child was spawned; no child outlives the supervisor.
+class supervisor {
+  public:
+    supervisor()
+        : supervisor(supervisor_options{}) {}
+    explicit supervisor(supervisor_options options);
+    // Coroutine children run on `executor` (the caller runs its context). With a
+    // multi-threaded io_context, pass a strand.
+    explicit supervisor(boost::asio::any_io_executor executor, supervisor_options options = {});
+    supervisor(const supervisor&) = delete;
+    supervisor& operator=(const supervisor&) = delete;
+    // Cancels what still runs and waits for it; never throws.
+    ~supervisor();
+
+    // f() returning asio::awaitable<T>: a coroutine child. f() or f(std::stop_token)
+    // returning T: a blocking child on the supervisor's thread pool.
+    //
+    // Overloads rather than a defaulted spawn_options: g++ 12 destroys a temporary twice
+    // when it is an argument of a call inside a co_await expression (see docs/decisions.md),
+    // and `co_await sup.spawn(f)` must be safe. With options inside co_await, name the task:
+    // `auto t = sup.spawn(f, {.name = "x"}); co_await t;`.
+    template <class F>
+    auto spawn(F&& f, std::source_location where = std::source_location::current()) {
+        return spawn(std::forward<F>(f), spawn_options{}, where);
+    }
+    template <class F>
+    auto spawn(F&& f, spawn_options options,
+               std::source_location where = std::source_location::current());
+
+    template <class T>
+    task<T> spawn(boost::asio::awaitable<T> body,
+                  std::source_location where = std::source_location::current()) {
+        return spawn(std::move(body), spawn_options{}, where);
+    }
+    template <class T>
+    task<T> spawn(boost::asio::awaitable<T> body, spawn_options options,
+                  std::source_location where = std::source_location::current()) {
+        auto state = std::make_shared<detail::task_state<T>>();
+        admit(state, child_kind::coroutine, std::move(options), where);
+        start_coroutine(state, detail::run_awaitable_child<T>(state, std::move(body)));
+        return task<T>(std::move(state));
+    }
+
+    process& spawn_process(process_options options,
+                           std::source_location where = std::source_location::current());
+
+    template <class F>
+    requires std::invocable < std::decay_t<F>
+    & > process& spawn_forked(F&& f, std::source_location where = std::source_location::current()) {
+        return spawn_forked(std::forward<F>(f), spawn_options{}, where);
+    }
+    template <class F>
+    requires std::invocable < std::decay_t<F>
+    & > process& spawn_forked(F&& f, spawn_options options,
+                              std::source_location where = std::source_location::current()) {
+        return start_forked(detail::unique_function<void()>(std::forward<F>(f)), std::move(options),
+                            where);
+    }
+
+    // Returns once every child has finished. Under fail_fast, throws the first failure (the
+    // child's own exception object) once the cancelled siblings finish or cancel_grace ends.
+    // Under collect, throws failure_group if any child failed. A failure is thrown once.
+    boost::asio::awaitable<void> join();
+    void wait();
+    void wait_for(std::chrono::steady_clock::duration timeout);
+
+    // Returns once pred() is true: checked every `poll`, after notify(), and whenever a child
+    // finishes. Throws a child's failure the moment it happens, join_timeout at `timeout`.
+    template <class Pred>
+    void wait_until(Pred&& pred, std::chrono::steady_clock::duration timeout,
+                    std::chrono::steady_clock::duration poll = std::chrono::milliseconds(10)) {
+        auto check = [&]() -> bool { return static_cast<bool>(pred()); };
+        wait_until_impl(check, timeout, poll);
+    }
+    void notify();
+
+    void cancel();
+    // Stop is requested when the supervisor is cancelled or fails (fail_fast).
+    std::stop_token stop_token() const;
+
+    std::vector<child_info> children() const;
+    std::optional<failure_report> first_failure() const;
+    std::vector<failure_report> failures() const;
+
+    boost::asio::any_io_executor get_executor() const;
+    const std::string& name() const noexcept;
+    // True once the first failure has been thrown by a wait (for test-framework watchdogs).
+    bool failure_observed() const;
+
+  private:
+    void admit(const std::shared_ptr<detail::child_record>& child, child_kind kind,
+               spawn_options options, const std::source_location& where);
+    void start_coroutine(std::shared_ptr<detail::child_record> child,
+                         boost::asio::awaitable<void> body);
+    void start_blocking(std::shared_ptr<detail::child_record> child,
+                        detail::unique_function<void(std::stop_token)> body);
+    process& start_forked(detail::unique_function<void()> body, spawn_options options,
+                          const std::source_location& where);
+    void wait_until_impl(detail::function_ref<bool()> pred,
+                         std::chrono::steady_clock::duration timeout,
+                         std::chrono::steady_clock::duration poll);
+
+    std::shared_ptr<detail::supervisor_core> core_;
+};
+
+template <class F>
+auto supervisor::spawn(F&& f, spawn_options options, std::source_location where) {
+    using fn_type = std::decay_t<F>;
+    if constexpr (detail::returns_awaitable<fn_type>::value) {
+        using value_type = typename detail::returns_awaitable<fn_type>::value_type;
+        auto state = std::make_shared<detail::task_state<value_type>>();
+        admit(state, child_kind::coroutine, std::move(options), where);
+        start_coroutine(
+            state, detail::run_coroutine_child<value_type>(state, fn_type(std::forward<F>(f))));
+        return task<value_type>(std::move(state));
+    } else if constexpr (std::is_invocable_v<fn_type&, std::stop_token> ||
+                         std::is_invocable_v<fn_type&>) {
+        constexpr bool takes_token = std::is_invocable_v<fn_type&, std::stop_token>;
+        using value_type = typename detail::blocking_result<fn_type>::type;
+        auto state = std::make_shared<detail::task_state<value_type>>();
+        admit(state, child_kind::thread, std::move(options), where);
+        auto* raw = state.get();
+        start_blocking(state,
+                       [raw, fn = fn_type(std::forward<F>(f))](std::stop_token token) mutable {
+                           auto call = [&]() -> decltype(auto) {
+                               if constexpr (takes_token)
+                                   return std::invoke(fn, std::move(token));
+                               else
+                                   return std::invoke(fn);
+                           };
+                           if constexpr (std::is_void_v<value_type>)
+                               call();
+                           else
+                               raw->set_value(call());
+                       });
+        return task<value_type>(std::move(state));
+    } else {
+        static_assert(std::is_invocable_v<fn_type&>,
+                      "warden::supervisor::spawn: f must be callable as f() or "
+                      "f(std::stop_token); f() may return asio::awaitable<T>");
+    }
+}
+
+} // namespace warden

@@ -1,0 +1,145 @@
+#pragma once
+
+// The supervisor's state, shared by every kind of child. Private to src/.
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
+
+#include <warden/detail/child.hpp>
+#include <warden/errors.hpp>
+#include <warden/options.hpp>
+#include <warden/report.hpp>
+
+namespace warden {
+class process;
+}
+
+namespace warden::detail {
+
+// A failure as the supervisor keeps it: the report without its spawn stack symbolised
+// (that costs milliseconds, so it is done once, when a report is first handed out).
+struct failure_record {
+    failure_report report;
+    std::shared_ptr<const stack_capture> spawn_stack;
+    std::once_flag symbolised;
+    bool observed = false; // thrown by a wait; guarded by the supervisor's mutex
+};
+
+// The child currently running on this thread (blocking job, or coroutine resumed through
+// child_executor); nullptr elsewhere.
+child_record* current_child() noexcept;
+
+class current_child_scope {
+  public:
+    explicit current_child_scope(child_record* child) noexcept;
+    ~current_child_scope();
+    current_child_scope(const current_child_scope&) = delete;
+    current_child_scope& operator=(const current_child_scope&) = delete;
+
+  private:
+    child_record* previous_;
+};
+
+class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
+  public:
+    explicit supervisor_core(supervisor_options options);
+    supervisor_core(boost::asio::any_io_executor executor, supervisor_options options);
+
+    const supervisor_options& options() const noexcept { return options_; }
+    boost::asio::any_io_executor executor() const { return executor_; }
+    boost::asio::thread_pool& pool();
+
+    // Fills the record's identity and origin and enters it in the table. Throws
+    // supervisor_closed once the supervisor is cancelled or has failed.
+    void admit(const std::shared_ptr<child_record>& child, child_kind kind, std::string name,
+               const std::source_location& where);
+    // Sets what cancel_child() does for this kind of child; delivers a cancel that came first.
+    void arm_cancel(child_record& child, unique_function<void()> action);
+
+    // The one path by which every kind of child ends. See supervisor.cpp.
+    void child_finished(child_record& child, std::exception_ptr error);
+    void cancel_child(child_record& child);
+
+    void cancel();
+    void notify();
+    std::stop_token stop_token() const { return stop_.get_token(); }
+
+    // Blocking waits. `pred` may be empty.
+    void wait(std::chrono::steady_clock::time_point deadline,
+              std::chrono::steady_clock::duration timeout, function_ref<bool()>* pred,
+              std::chrono::steady_clock::duration poll);
+
+    enum class verdict { keep_waiting, finished, throw_error };
+    struct step {
+        verdict what = verdict::keep_waiting;
+        std::exception_ptr error;                      // for throw_error
+        std::chrono::steady_clock::time_point wake_at; // for keep_waiting
+    };
+    // The decision every wait makes, under the lock. `at_once` throws the first failure
+    // without waiting for the cancelled siblings (wait_until).
+    step evaluate(std::unique_lock<std::mutex>& lock, std::chrono::steady_clock::time_point now,
+                  std::chrono::steady_clock::time_point deadline, bool at_once);
+    // Registers a one-shot callback run on the next state change (child finished, failure,
+    // notify, cancel). Caller holds the lock.
+    void on_next_change(std::unique_lock<std::mutex>& lock, unique_function<void()> fn);
+    std::unique_lock<std::mutex> lock() const { return std::unique_lock(mutex_); }
+    std::chrono::steady_clock::time_point failure_deadline_locked() const;
+
+    std::vector<child_info> children() const;
+    std::optional<failure_report> first_failure() const;
+    std::vector<failure_report> failures() const;
+    [[noreturn]] void throw_join_timeout(std::chrono::steady_clock::duration timeout) const;
+    // True once the first failure was thrown by a wait (the doctest watchdog asks).
+    bool failure_observed() const;
+
+    // Owns process objects until the supervisor ends, so `process&` stays valid.
+    process& keep(std::unique_ptr<process> p);
+    // The logic_error a blocking wait on the I/O thread or from a child would deserve.
+    void check_can_block(const char* what) const;
+    void check_not_own_child(const char* what) const;
+    bool on_own_io_thread() const;
+
+    void shutdown() noexcept;
+
+  private:
+    failure_report snapshot_locked(failure_record& r) const;
+    void symbolise(failure_record& r) const;
+    std::vector<running_child> running_locked() const;
+    void notify_locked(std::unique_lock<std::mutex>& lock);
+
+    supervisor_options options_;
+    mutable std::optional<boost::asio::io_context> own_io_; // mutable: get_executor() is not const
+    std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
+    std::thread io_thread_;
+    boost::asio::any_io_executor executor_;
+    std::unique_ptr<boost::asio::thread_pool> pool_;
+
+    mutable std::mutex mutex_;
+    std::condition_variable changed_;
+    enum class phase { open, cancelled, failed } phase_ = phase::open;
+    std::map<std::uint64_t, std::shared_ptr<child_record>> live_;
+    std::uint64_t next_id_ = 0;
+    std::deque<failure_record> failures_; // deque: records never move; first is first
+    std::chrono::steady_clock::time_point failed_at_;
+    bool failure_observed_ = false;
+    std::uint64_t notifications_ = 0;
+    std::vector<unique_function<void()>> change_waiters_;
+    std::vector<std::unique_ptr<process>> processes_;
+    std::stop_source stop_;
+};
+
+} // namespace warden::detail

@@ -1,0 +1,33 @@
+#pragma once
+
+// Stack traces out of a forked child that dies by a signal or throws. Private to src/.
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace warden::detail {
+
+// For the forked child only: it replaces the process's handlers for SIGSEGV, SIGBUS, SIGFPE,
+// SIGILL and SIGABRT and the calling thread's alternate signal stack. On the first of those
+// signals the handler writes the raw frames to `fd` with a single write, then re-raises with the
+// default action, so the parent still sees death by that very signal. The frames are native
+// pointers ended by a null one (Boost.Stacktrace's dump format), at most 128 of them, starting
+// at the function the signal interrupted; each points into the instruction that was executing,
+// not at a return address.
+//
+// The alternate stack belongs to the calling thread alone: a stack overflow in a thread the
+// child starts later still kills the child with SIGSEGV, but leaves no frames.
+void install_crash_handlers(int fd) noexcept;
+
+// For the parent: the bytes read from that fd, symbolised one frame per line as Boost.Stacktrace
+// prints them (" 0# function at file:line"). This works because the child was forked from this
+// process and so has the same address-space layout. Empty or malformed input gives what can be
+// made of it, often an empty string, and never a crash.
+std::string symbolise_crash_dump(std::string_view raw);
+
+// For the exception path in the child: the stack of the calling thread as text, starting at the
+// caller (plus `skip` frames further out), at most `max_depth` frames.
+std::string current_stacktrace_text(std::size_t skip = 0, std::size_t max_depth = 64);
+
+} // namespace warden::detail

@@ -1,0 +1,118 @@
+#include <warden/errors.hpp>
+
+#include <cstring>
+#include <signal.h>
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+
+#include "registry.hpp"
+
+namespace warden {
+
+namespace {
+
+std::string join_argv(const std::vector<std::string>& argv) {
+    std::string out;
+    for (const auto& arg : argv) {
+        if (!out.empty())
+            out += ' ';
+        out += arg;
+    }
+    return out;
+}
+
+std::string tail_text(const std::vector<std::string>& tail) {
+    if (tail.empty())
+        return "\n  (no output)";
+    std::string out = "\n  last output:";
+    for (const auto& line : tail)
+        out += "\n    " + line;
+    return out;
+}
+
+std::string describe_running(const std::string& supervisor, std::chrono::milliseconds timeout,
+                             const std::vector<running_child>& running) {
+    std::string out =
+        fmt::format("warden: supervisor {}: {} child{} still running after {} ms", supervisor,
+                    running.size(), running.size() == 1 ? "" : "ren", timeout.count());
+    for (const auto& child : running) {
+        out += fmt::format("\n  {} ({}) running for {:.3f} s", child.name, to_string(child.kind),
+                           std::chrono::duration<double>(child.running_for).count());
+        auto where = detail::describe_origin(child.origin, "    ");
+        if (!where.empty() && where.back() == '\n')
+            where.pop_back();
+        out += "\n" + where;
+    }
+    return out;
+}
+
+std::string describe_group(const std::vector<failure_report>& reports) {
+    std::string out =
+        fmt::format("warden: {} child{} failed", reports.size(), reports.size() == 1 ? "" : "ren");
+    for (const auto& r : reports)
+        out += "\n  " + detail::first_line(r);
+    return out;
+}
+
+} // namespace
+
+std::string signal_name(int signal) {
+    if (const char* abbrev = sigabbrev_np(signal))
+        return std::string("SIG") + abbrev;
+    return "signal " + std::to_string(signal);
+}
+
+join_timeout::join_timeout(std::string supervisor, std::chrono::milliseconds timeout,
+                           std::vector<running_child> running)
+    : std::runtime_error(describe_running(supervisor, timeout, running))
+    , timeout_(timeout)
+    , running_(std::move(running)) {}
+
+failure_group::failure_group(std::vector<failure_report> reports)
+    : std::runtime_error(describe_group(reports))
+    , reports_(std::move(reports)) {}
+
+spawn_error::spawn_error(std::error_code ec, std::string argument, const std::string& detail)
+    : std::system_error(ec, fmt::format("warden: cannot spawn: {} ({})", detail, argument))
+    , argument_(std::move(argument)) {}
+
+process_error::process_error(std::vector<std::string> argv, int pid, int exit_code,
+                             std::vector<std::string> output_tail)
+    : std::runtime_error(fmt::format("process `{}` (pid {}) exited with code {}{}", join_argv(argv),
+                                     pid, exit_code, tail_text(output_tail)))
+    , argv_(std::move(argv))
+    , pid_(pid)
+    , exit_code_(exit_code)
+    , output_tail_(std::move(output_tail)) {}
+
+process_crashed::process_crashed(std::vector<std::string> argv, int pid, int signal,
+                                 bool core_dumped, std::vector<std::string> output_tail,
+                                 std::string crash_stack)
+    : std::runtime_error(fmt::format("process `{}` (pid {}) killed by {} ({}){}{}{}",
+                                     join_argv(argv), pid, warden::signal_name(signal), signal,
+                                     core_dumped ? ", core dumped" : "", tail_text(output_tail),
+                                     crash_stack.empty() ? "" : "\n  crash stack:\n" + crash_stack))
+    , argv_(std::move(argv))
+    , pid_(pid)
+    , signal_(signal)
+    , core_dumped_(core_dumped)
+    , output_tail_(std::move(output_tail))
+    , crash_stack_(std::move(crash_stack)) {}
+
+std::string process_crashed::signal_name() const {
+    return warden::signal_name(signal_);
+}
+
+remote_error::remote_error(std::string type_name, std::string what, std::string stacktrace)
+    : std::runtime_error(fmt::format("{}: {}{}", type_name, what,
+                                     stacktrace.empty() ? "" : "\n  child stack:\n" + stacktrace))
+    , type_name_(std::move(type_name))
+    , what_(std::move(what))
+    , stacktrace_(std::move(stacktrace)) {}
+
+timeout_error::timeout_error(const std::string& what, std::vector<std::string> output_tail)
+    : std::runtime_error(what + tail_text(output_tail))
+    , output_tail_(std::move(output_tail)) {}
+
+} // namespace warden

@@ -1,0 +1,18 @@
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <warden/report.hpp>
+
+namespace warden::detail {
+
+// Makes a report findable by report_for(its error).
+void register_report(std::shared_ptr<const failure_report> report);
+
+std::string first_line(const failure_report& report);
+// "spawned at file:line in f", "in test ...", "by child ...", "supervisor ..." lines.
+std::string describe_origin(const origin& o, std::string_view indent);
+
+} // namespace warden::detail

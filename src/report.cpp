@@ -1,0 +1,124 @@
+#include <warden/report.hpp>
+
+#include <deque>
+#include <memory>
+#include <mutex>
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+
+#include "registry.hpp"
+
+namespace warden {
+
+std::string_view to_string(child_kind kind) noexcept {
+    switch (kind) {
+    case child_kind::coroutine:
+        return "coroutine";
+    case child_kind::thread:
+        return "thread";
+    case child_kind::process:
+        return "process";
+    case child_kind::forked:
+        return "forked";
+    }
+    return "unknown";
+}
+
+namespace detail {
+
+std::string describe_origin(const origin& o, std::string_view indent) {
+    std::string out;
+    if (o.where.file_name() != nullptr && *o.where.file_name() != '\0')
+        out += fmt::format("{}spawned at {}:{} in {}\n", indent, o.where.file_name(),
+                           o.where.line(), o.where.function_name());
+    if (!o.test.empty())
+        out += fmt::format("{}in test \"{}\"\n", indent, o.test);
+    if (!o.parent.empty())
+        out += fmt::format("{}by child {}\n", indent, o.parent);
+    out += fmt::format("{}supervisor {}\n", indent, o.supervisor);
+    return out;
+}
+
+std::string first_line(const failure_report& r) {
+    return fmt::format("{} ({}) failed: {}", r.child, to_string(r.kind), r.what);
+}
+
+namespace {
+
+// report_for() answers for exceptions whose owner may already be gone (a supervisor
+// declared inside the try block is destroyed before the catch handler runs), so reports
+// live here, not in the supervisor. Bounded: the oldest are dropped past this many.
+constexpr std::size_t registry_capacity = 1024;
+
+std::mutex registry_mutex;
+std::deque<std::shared_ptr<const failure_report>> registry;
+
+std::mutex test_mutex;
+std::string test_name;
+
+} // namespace
+
+void register_report(std::shared_ptr<const failure_report> report) {
+    std::lock_guard lock(registry_mutex);
+    registry.push_back(std::move(report));
+    if (registry.size() > registry_capacity)
+        registry.pop_front();
+}
+
+} // namespace detail
+
+std::string failure_report::to_string() const {
+    std::string out = detail::first_line(*this) + "\n";
+    if (!type.empty() && type != what)
+        out += fmt::format("  exception type: {}\n", type);
+    out += detail::describe_origin(origin, "  ");
+    out += fmt::format("  failed at {:%F %T} UTC\n",
+                       fmt::gmtime(std::chrono::system_clock::to_time_t(when)));
+    if (!suppressed.empty()) {
+        out += fmt::format("  later failures ({}):\n", suppressed.size());
+        for (const auto& line : suppressed)
+            out += fmt::format("    {}\n", line);
+    }
+    if (!stragglers.empty()) {
+        out += "  still running when the wait gave up:\n";
+        for (const auto& line : stragglers)
+            out += fmt::format("    {}\n", line);
+    }
+    if (!origin.stacktrace.empty()) {
+        out += "  spawn stack:\n";
+        std::size_t start = 0;
+        while (start < origin.stacktrace.size()) {
+            auto end = origin.stacktrace.find('\n', start);
+            if (end == std::string::npos)
+                end = origin.stacktrace.size();
+            out += fmt::format("    {}\n",
+                               std::string_view(origin.stacktrace).substr(start, end - start));
+            start = end + 1;
+        }
+    }
+    return out;
+}
+
+const failure_report* report_for(const std::exception_ptr& error) noexcept {
+    if (!error)
+        return nullptr;
+    std::lock_guard lock(detail::registry_mutex);
+    // Newest first: a failure is registered again, with its suppressed list, when thrown.
+    for (auto it = detail::registry.rbegin(); it != detail::registry.rend(); ++it)
+        if ((*it)->error == error)
+            return it->get();
+    return nullptr;
+}
+
+void set_current_test(std::string name) {
+    std::lock_guard lock(detail::test_mutex);
+    detail::test_name = std::move(name);
+}
+
+std::string current_test() {
+    std::lock_guard lock(detail::test_mutex);
+    return detail::test_name;
+}
+
+} // namespace warden

@@ -1,0 +1,696 @@
+// The supervisor's rules. Each is kept by the code named here, and only there.
+//
+// 1. Who owns a child. supervisor_core::admit() enters the child record in `live_` before
+//    its body can start; only child_finished() takes it out. While a record is in `live_`
+//    the supervisor counts it as running, whatever kind it is.
+//
+// 2. One way to end. Every kind of child ends by a call to child_finished(child, error):
+//    coroutine children from co_spawn's completion handler, blocking children at the end of
+//    their pool job, processes and forked children from their exit wait (process.cpp).
+//    Classifying the outcome, deciding the first failure, cancelling siblings, waking every
+//    waiter and completing the task handle happen there and nowhere else, so no kind of
+//    child can be reported differently from another, or twice.
+//
+// 3. The first failure. Decided under `mutex_`: the failure that finds `failures_` empty is
+//    the first. Under fail_fast the same critical section closes the supervisor
+//    (phase failed) and takes the list of siblings to cancel. Later failures are appended;
+//    they become the `suppressed` lines of the first report. An exception a child ends
+//    with after its cancellation was requested, and that means "operation aborted", is the
+//    child obeying the cancellation, not a failure.
+//
+// 4. No child outlives its supervisor. ~supervisor cancels every child and waits until
+//    `live_` is empty, logging the stragglers every cancel_grace; only then are the I/O
+//    thread and the pool joined. Nothing is ever detached.
+
+#include <warden/process.hpp>
+#include <warden/supervisor.hpp>
+
+#include <algorithm>
+#include <stdexcept>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/system/system_error.hpp>
+
+#include <fmt/format.h>
+
+#include "child_executor.hpp"
+#include "core.hpp"
+#include "log.hpp"
+#include "registry.hpp"
+#include "stack.hpp"
+
+namespace asio = boost::asio;
+using clock_type = std::chrono::steady_clock;
+
+namespace warden::detail {
+
+namespace {
+
+thread_local child_record* running_child_ = nullptr;
+
+struct exception_description {
+    std::string type;
+    std::string what;
+};
+
+exception_description describe(const std::exception_ptr& error) {
+    try {
+        std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+        exception_description d{current_exception_type_name(), {}};
+        try {
+            d.what = e.what();
+        } catch (...) {
+            d.what = d.type + " (its what() threw)";
+        }
+        return d;
+    } catch (...) {
+        auto type = current_exception_type_name();
+        return {type, type};
+    }
+}
+
+bool is_cancellation(const std::exception_ptr& error) {
+    try {
+        std::rethrow_exception(error);
+    } catch (const boost::system::system_error& e) {
+        return e.code() == asio::error::operation_aborted;
+    } catch (const std::system_error& e) {
+        return e.code() == std::errc::operation_canceled;
+    } catch (...) {
+        return false;
+    }
+}
+
+std::string format_running_for(clock_type::duration d) {
+    return fmt::format("{:.3f} s", std::chrono::duration<double>(d).count());
+}
+
+} // namespace
+
+child_record* current_child() noexcept {
+    return running_child_;
+}
+
+current_child_scope::current_child_scope(child_record* child) noexcept
+    : previous_(running_child_) {
+    running_child_ = child;
+}
+
+current_child_scope::~current_child_scope() {
+    running_child_ = previous_;
+}
+
+child_record::~child_record() = default;
+
+void child_record::cancel() {
+    if (owner_)
+        owner_->cancel_child(*this);
+}
+
+void child_record::wait_done() const {
+    if (done())
+        return;
+    if (current_child() == this)
+        throw std::logic_error(fmt::format("warden: child {} waits for itself", name_));
+    // Only a thread child can finish while the I/O thread is blocked here.
+    if (owner_ && kind_ != child_kind::thread)
+        owner_->check_can_block("task::get");
+    std::unique_lock lock(mutex_);
+    done_cv_.wait(lock, [&] { return done(); });
+}
+
+void child_record::on_done(unique_function<void()> fn) {
+    {
+        std::lock_guard lock(mutex_);
+        if (!done()) {
+            on_done_.push_back(std::move(fn));
+            return;
+        }
+    }
+    fn();
+}
+
+supervisor_core::supervisor_core(supervisor_options options)
+    : options_(std::move(options)) {
+    own_io_.emplace(1);
+    work_.emplace(own_io_->get_executor());
+    executor_ = own_io_->get_executor();
+    io_thread_ = std::thread([this] { own_io_->run(); });
+}
+
+supervisor_core::supervisor_core(asio::any_io_executor executor, supervisor_options options)
+    : options_(std::move(options))
+    , executor_(std::move(executor)) {}
+
+asio::thread_pool& supervisor_core::pool() {
+    std::lock_guard lock(mutex_);
+    if (!pool_) {
+        std::size_t n = options_.threads;
+        if (n == 0)
+            n = std::max(1u, std::thread::hardware_concurrency());
+        pool_ = std::make_unique<asio::thread_pool>(n);
+    }
+    return *pool_;
+}
+
+void supervisor_core::admit(const std::shared_ptr<child_record>& child, child_kind kind,
+                            std::string name, const std::source_location& where) {
+    child_record* parent = current_child();
+    child->kind_ = kind;
+    child->origin_.where = where;
+    child->origin_.test = current_test();
+    child->origin_.parent = parent != nullptr ? parent->name_ : std::string();
+    child->origin_.supervisor = options_.name;
+    if (options_.capture == capture::stacktrace)
+        child->spawn_stack_ = capture_stack(2); // admit() and supervisor::admit()
+    child->owner_ = shared_from_this();
+    {
+        std::lock_guard lock(mutex_);
+        if (phase_ != phase::open)
+            throw supervisor_closed(
+                fmt::format("warden: supervisor {} {}; spawn at {}:{} refused", options_.name,
+                            phase_ == phase::cancelled ? "was cancelled" : "has failed",
+                            where.file_name(), where.line()));
+        child->id_ = ++next_id_;
+        child->name_ =
+            name.empty() ? fmt::format("{}#{}", to_string(kind), child->id_) : std::move(name);
+        child->started_ = clock_type::now();
+        live_.emplace(child->id_, child);
+    }
+    if (log().should_log(spdlog::level::debug))
+        log().debug("{}: {} ({}) started, spawned at {}:{}{}", options_.name, child->name_,
+                    to_string(kind), where.file_name(), where.line(),
+                    parent != nullptr ? " by " + parent->name_ : std::string());
+}
+
+void supervisor_core::arm_cancel(child_record& child, unique_function<void()> action) {
+    std::lock_guard lock(child.mutex_);
+    child.cancel_action_ = std::move(action);
+    // A cancel that came between admit() and here found no action: deliver it now.
+    if (child.stop_.stop_requested() && !child.cancel_delivered_ && child.cancel_action_) {
+        child.cancel_delivered_ = true;
+        child.cancel_action_();
+    }
+}
+
+void supervisor_core::cancel_child(child_record& child) {
+    if (child.done())
+        return;
+    // request_stop() is true once: every child is cancelled at most once. It runs the
+    // child's own stop callbacks, so it is called without holding any lock of ours.
+    if (!child.stop_.request_stop())
+        return;
+    std::lock_guard lock(child.mutex_);
+    if (!child.done() && child.cancel_action_ && !child.cancel_delivered_) {
+        child.cancel_delivered_ = true;
+        child.cancel_action_();
+    }
+}
+
+void supervisor_core::child_finished(child_record& child, std::exception_ptr error) {
+    const bool cancelled = child.cancel_requested();
+    const bool failed = error && !(cancelled && is_cancellation(error));
+    exception_description description;
+    if (failed)
+        description = describe(error);
+
+    std::shared_ptr<child_record> keep_alive;
+    std::vector<std::shared_ptr<child_record>> siblings;
+    failure_record* failure = nullptr;
+    bool first = false;
+    {
+        std::unique_lock lock(mutex_);
+        if (auto it = live_.find(child.id_); it != live_.end()) {
+            keep_alive = std::move(it->second);
+            live_.erase(it);
+        }
+        if (failed) {
+            first = failures_.empty();
+            failure = &failures_.emplace_back();
+            failure->spawn_stack = child.spawn_stack_;
+            auto& r = failure->report;
+            r.error = error;
+            r.what = std::move(description.what);
+            r.type = std::move(description.type);
+            r.child = child.name_;
+            r.kind = child.kind_;
+            r.origin = child.origin_;
+            r.when = std::chrono::system_clock::now();
+            if (first) {
+                failed_at_ = clock_type::now();
+                if (options_.policy == policy::fail_fast) {
+                    phase_ = phase::failed;
+                    for (auto& [id, sibling] : live_)
+                        siblings.push_back(sibling);
+                }
+            }
+        }
+        notify_locked(lock);
+    }
+    if (!siblings.empty() || (first && options_.policy == policy::fail_fast)) {
+        stop_.request_stop();
+        for (auto& sibling : siblings)
+            cancel_child(*sibling);
+    }
+
+    std::vector<unique_function<void()>> callbacks;
+    {
+        std::lock_guard lock(child.mutex_);
+        child.error_ = error;
+        child.cancel_action_ = {};
+        callbacks.swap(child.on_done_);
+        // Release: pairs with the acquire in done(); error_ and the value are visible.
+        child.done_.store(true, std::memory_order_release);
+    }
+    child.done_cv_.notify_all();
+    for (auto& callback : callbacks)
+        callback();
+
+    const auto elapsed = clock_type::now() - child.started_;
+    if (failure != nullptr) {
+        // Symbolising takes milliseconds: after every waiter has been woken.
+        symbolise(*failure);
+        auto report = std::make_shared<failure_report>(failure->report);
+        register_report(report);
+        log().error("{}", report->to_string());
+    } else if (log().should_log(spdlog::level::debug)) {
+        log().debug("{}: {} ({}) finished after {}: {}", options_.name, child.name_,
+                    to_string(child.kind_), format_running_for(elapsed),
+                    error ? "cancelled" : (cancelled ? "done after cancel" : "done"));
+    }
+}
+
+void supervisor_core::notify_locked(std::unique_lock<std::mutex>& lock) {
+    ++notifications_;
+    auto waiters = std::move(change_waiters_);
+    change_waiters_.clear();
+    lock.unlock();
+    changed_.notify_all();
+    for (auto& waiter : waiters)
+        waiter();
+    lock.lock();
+}
+
+void supervisor_core::notify() {
+    auto lock = this->lock();
+    notify_locked(lock);
+}
+
+void supervisor_core::on_next_change(std::unique_lock<std::mutex>&, unique_function<void()> fn) {
+    change_waiters_.push_back(std::move(fn));
+}
+
+void supervisor_core::cancel() {
+    std::vector<std::shared_ptr<child_record>> children;
+    {
+        auto lock = this->lock();
+        if (phase_ == phase::open)
+            phase_ = phase::cancelled;
+        for (auto& [id, child] : live_)
+            children.push_back(child);
+        notify_locked(lock);
+    }
+    stop_.request_stop();
+    for (auto& child : children)
+        cancel_child(*child);
+}
+
+void supervisor_core::symbolise(failure_record& r) const {
+    std::call_once(r.symbolised, [&] {
+        if (r.spawn_stack)
+            r.report.origin.stacktrace = detail::symbolise(*r.spawn_stack);
+    });
+}
+
+std::vector<running_child> supervisor_core::running_locked() const {
+    std::vector<running_child> out;
+    const auto now = clock_type::now();
+    for (const auto& [id, child] : live_) {
+        running_child c{child->name_, child->kind_, now - child->started_, child->origin_};
+        if (child->spawn_stack_)
+            c.origin.stacktrace = detail::symbolise(*child->spawn_stack_);
+        out.push_back(std::move(c));
+    }
+    return out;
+}
+
+failure_report supervisor_core::snapshot_locked(failure_record& r) const {
+    symbolise(r);
+    failure_report out = r.report;
+    if (&r == &failures_.front()) {
+        for (auto it = std::next(failures_.begin()); it != failures_.end(); ++it)
+            out.suppressed.push_back(first_line(it->report));
+    }
+    const auto now = clock_type::now();
+    for (const auto& [id, child] : live_)
+        out.stragglers.push_back(fmt::format("{} ({}) running for {}", child->name_,
+                                             to_string(child->kind_),
+                                             format_running_for(now - child->started_)));
+    return out;
+}
+
+clock_type::time_point supervisor_core::failure_deadline_locked() const {
+    return failed_at_ + options_.cancel_grace;
+}
+
+supervisor_core::step supervisor_core::evaluate(std::unique_lock<std::mutex>&,
+                                                clock_type::time_point now,
+                                                clock_type::time_point deadline, bool at_once) {
+    auto throw_first_unobserved = [&]() -> step {
+        for (auto& r : failures_) {
+            if (!r.observed) {
+                r.observed = true;
+                auto report = std::make_shared<failure_report>(snapshot_locked(r));
+                register_report(report);
+                return {verdict::throw_error, r.report.error, {}};
+            }
+        }
+        return {};
+    };
+    const bool unobserved =
+        std::any_of(failures_.begin(), failures_.end(), [](auto& r) { return !r.observed; });
+    if (unobserved && (options_.policy == policy::fail_fast || at_once)) {
+        if (at_once || live_.empty() || now >= failure_deadline_locked() || now >= deadline)
+            return throw_first_unobserved();
+        return {verdict::keep_waiting, {}, std::min(failure_deadline_locked(), deadline)};
+    }
+    if (!live_.empty())
+        return {verdict::keep_waiting, {}, deadline};
+    if (unobserved) {
+        std::vector<failure_report> reports;
+        for (auto& r : failures_) {
+            r.observed = true;
+            reports.push_back(snapshot_locked(r));
+        }
+        return {
+            verdict::throw_error, std::make_exception_ptr(failure_group(std::move(reports))), {}};
+    }
+    return {verdict::finished, {}, {}};
+}
+
+void supervisor_core::check_not_own_child(const char* what) const {
+    child_record* child = current_child();
+    if (child != nullptr && child->owner_.get() == this)
+        throw std::logic_error(fmt::format(
+            "warden: {} called from inside child {} of supervisor {}: it would wait for itself",
+            what, child->name_, options_.name));
+}
+
+bool supervisor_core::on_own_io_thread() const {
+    return own_io_ && own_io_->get_executor().running_in_this_thread();
+}
+
+void supervisor_core::check_can_block(const char* what) const {
+    if (on_own_io_thread())
+        throw std::logic_error(fmt::format(
+            "warden: blocking {} on the I/O thread of supervisor {} would stop the coroutines "
+            "it waits for; use co_await",
+            what, options_.name));
+}
+
+void supervisor_core::wait(clock_type::time_point deadline, clock_type::duration timeout,
+                           function_ref<bool()>* pred, clock_type::duration poll) {
+    check_not_own_child("wait");
+    check_can_block("wait");
+    auto lock = this->lock();
+    for (;;) {
+        const auto now = clock_type::now();
+        auto s = evaluate(lock, now, deadline, pred != nullptr);
+        if (s.what == verdict::throw_error) {
+            lock.unlock();
+            std::rethrow_exception(s.error);
+        }
+        if (pred != nullptr) {
+            const auto seen = notifications_;
+            lock.unlock();
+            const bool ready = (*pred)();
+            lock.lock();
+            if (ready)
+                return;
+            if (notifications_ != seen)
+                continue; // a child finished while pred ran: look again at once
+        } else if (s.what == verdict::finished) {
+            return;
+        }
+        if (now >= deadline) {
+            lock.unlock();
+            throw_join_timeout(timeout);
+        }
+        auto wake = std::min(s.wake_at, deadline);
+        if (pred != nullptr)
+            wake = std::min(wake, now + poll);
+        const auto seen = notifications_;
+        changed_.wait_until(lock, wake, [&] { return notifications_ != seen; });
+    }
+}
+
+void supervisor_core::throw_join_timeout(clock_type::duration timeout) const {
+    std::vector<running_child> running;
+    {
+        auto lock = this->lock();
+        running = running_locked();
+    }
+    throw join_timeout(options_.name,
+                       std::chrono::duration_cast<std::chrono::milliseconds>(timeout),
+                       std::move(running));
+}
+
+std::vector<child_info> supervisor_core::children() const {
+    auto lock = this->lock();
+    std::vector<child_info> out;
+    for (auto& c : running_locked()) {
+        out.push_back(
+            {std::move(c.name), c.kind, child_state::running, std::move(c.origin), c.running_for});
+    }
+    std::size_t i = 0;
+    for (const auto& [id, child] : live_)
+        if (child->cancel_requested())
+            out[i++].state = child_state::cancelling;
+        else
+            ++i;
+    return out;
+}
+
+std::optional<failure_report> supervisor_core::first_failure() const {
+    auto lock = this->lock();
+    if (failures_.empty())
+        return std::nullopt;
+    auto& first = const_cast<failure_record&>(failures_.front());
+    return snapshot_locked(first);
+}
+
+std::vector<failure_report> supervisor_core::failures() const {
+    auto lock = this->lock();
+    std::vector<failure_report> out;
+    for (auto& r : failures_) {
+        auto& record = const_cast<failure_record&>(r);
+        symbolise(record);
+        out.push_back(record.report);
+    }
+    if (!out.empty())
+        out.front().suppressed =
+            snapshot_locked(const_cast<failure_record&>(failures_.front())).suppressed;
+    return out;
+}
+
+bool supervisor_core::failure_observed() const {
+    auto lock = this->lock();
+    return !failures_.empty() && failures_.front().observed;
+}
+
+process& supervisor_core::keep(std::unique_ptr<process> p) {
+    auto lock = this->lock();
+    processes_.push_back(std::move(p));
+    return *processes_.back();
+}
+
+void supervisor_core::shutdown() noexcept {
+    try {
+        cancel();
+        auto lock = this->lock();
+        if (on_own_io_thread() && !live_.empty()) {
+            log().critical("{}: destroyed from its own I/O thread with children running; "
+                           "cannot wait for them",
+                           options_.name);
+            std::terminate();
+        }
+        // With the caller's io_context: if we are on its thread, nobody else runs it.
+        asio::io_context* caller_io = nullptr;
+        if (!own_io_) {
+            auto* io_executor = executor_.target<asio::io_context::executor_type>();
+            if (io_executor != nullptr && io_executor->running_in_this_thread())
+                caller_io = &io_executor->context();
+        }
+        while (!live_.empty()) {
+            if (caller_io != nullptr) {
+                lock.unlock();
+                caller_io->run_one_for(options_.cancel_grace);
+                lock.lock();
+                continue;
+            }
+            if (changed_.wait_for(lock, options_.cancel_grace, [&] { return live_.empty(); }))
+                break;
+            std::string names;
+            for (const auto& [id, child] : live_)
+                names += fmt::format(" {} ({})", child->name_, to_string(child->kind_));
+            log().warn("{}: destructor waits for {} child{} that ignore cancellation:{}",
+                       options_.name, live_.size(), live_.size() == 1 ? "" : "ren", names);
+        }
+        if (!failures_.empty() && !failures_.front().observed) {
+            auto report = snapshot_locked(failures_.front());
+            log().error("{}: failure nobody joined:\n{}", options_.name, report.to_string());
+        }
+    } catch (...) {
+        // Logging failed (out of memory, a broken sink): waiting above still happened.
+    }
+    if (own_io_) {
+        work_.reset();
+        // Handlers still queued (timer cancellations for finished joins) run first.
+        asio::post(*own_io_, [this] { own_io_->stop(); });
+        io_thread_.join();
+        // Destroys what never ran, and the shared_ptrs to this core it held.
+        own_io_.reset();
+    }
+    std::unique_ptr<asio::thread_pool> pool;
+    {
+        auto lock = this->lock();
+        pool = std::move(pool_);
+    }
+    if (pool)
+        pool->join();
+}
+
+} // namespace warden::detail
+
+namespace warden {
+
+supervisor::supervisor(supervisor_options options)
+    : core_(std::make_shared<detail::supervisor_core>(std::move(options))) {}
+
+supervisor::supervisor(asio::any_io_executor executor, supervisor_options options)
+    : core_(std::make_shared<detail::supervisor_core>(std::move(executor), std::move(options))) {}
+
+supervisor::~supervisor() {
+    core_->shutdown();
+}
+
+void supervisor::admit(const std::shared_ptr<detail::child_record>& child, child_kind kind,
+                       spawn_options options, const std::source_location& where) {
+    core_->admit(child, kind, std::move(options.name), where);
+}
+
+void supervisor::start_coroutine(std::shared_ptr<detail::child_record> child,
+                                 asio::awaitable<void> body) {
+    auto core = core_;
+    auto signal = std::make_shared<asio::cancellation_signal>();
+    auto executor = core->executor();
+    asio::co_spawn(detail::child_executor(executor, child), std::move(body),
+                   asio::bind_cancellation_slot(signal->slot(),
+                                                [core, child, signal](std::exception_ptr error) {
+                                                    core->child_finished(*child, std::move(error));
+                                                }));
+    // Armed after co_spawn has connected the slot, so an early cancel is not lost.
+    core->arm_cancel(*child, [signal, executor] {
+        asio::post(executor, [signal] { signal->emit(asio::cancellation_type::terminal); });
+    });
+}
+
+void supervisor::start_blocking(std::shared_ptr<detail::child_record> child,
+                                detail::unique_function<void(std::stop_token)> body) {
+    auto core = core_;
+    asio::post(core->pool(), [core, child, body = std::move(body)]() mutable {
+        std::exception_ptr error;
+        if (child->cancel_requested()) {
+            // Cancelled while queued: it never runs.
+            error = std::make_exception_ptr(boost::system::system_error(
+                asio::error::operation_aborted, "warden: cancelled before it started"));
+        } else {
+            detail::current_child_scope scope(child.get());
+            try {
+                body(child->stop_.get_token());
+            } catch (...) {
+                error = std::current_exception();
+            }
+        }
+        core->child_finished(*child, std::move(error));
+    });
+}
+
+asio::awaitable<void> supervisor::join() {
+    auto core = core_;
+    core->check_not_own_child("join");
+    auto executor = co_await asio::this_coro::executor;
+    for (;;) {
+        auto timer = std::make_shared<asio::steady_timer>(executor);
+        {
+            auto lock = core->lock();
+            auto s = core->evaluate(lock, clock_type::now(), clock_type::time_point::max(), false);
+            if (s.what == detail::supervisor_core::verdict::throw_error) {
+                lock.unlock();
+                std::rethrow_exception(s.error);
+            }
+            if (s.what == detail::supervisor_core::verdict::finished)
+                co_return;
+            timer->expires_at(s.wake_at);
+            core->on_next_change(
+                lock, [timer, executor] { asio::post(executor, [timer] { timer->cancel(); }); });
+        }
+        co_await timer->async_wait(asio::as_tuple(asio::use_awaitable));
+        auto state = co_await asio::this_coro::cancellation_state;
+        if (state.cancelled() != asio::cancellation_type::none)
+            throw boost::system::system_error(asio::error::operation_aborted,
+                                              "warden::supervisor::join");
+    }
+}
+
+void supervisor::wait() {
+    core_->wait(clock_type::time_point::max(), clock_type::duration::max(), nullptr, {});
+}
+
+void supervisor::wait_for(clock_type::duration timeout) {
+    core_->wait(clock_type::now() + timeout, timeout, nullptr, {});
+}
+
+void supervisor::wait_until_impl(detail::function_ref<bool()> pred, clock_type::duration timeout,
+                                 clock_type::duration poll) {
+    core_->wait(clock_type::now() + timeout, timeout, &pred, poll);
+}
+
+void supervisor::notify() {
+    core_->notify();
+}
+void supervisor::cancel() {
+    core_->cancel();
+}
+std::stop_token supervisor::stop_token() const {
+    return core_->stop_token();
+}
+std::vector<child_info> supervisor::children() const {
+    return core_->children();
+}
+std::optional<failure_report> supervisor::first_failure() const {
+    return core_->first_failure();
+}
+std::vector<failure_report> supervisor::failures() const {
+    return core_->failures();
+}
+asio::any_io_executor supervisor::get_executor() const {
+    return core_->executor();
+}
+const std::string& supervisor::name() const noexcept {
+    return core_->options().name;
+}
+
+bool supervisor::failure_observed() const {
+    return core_->failure_observed();
+}
+
+} // namespace warden

@@ -1,0 +1,72 @@
+#include <warden/report.hpp>
+
+#include <memory>
+#include <stdexcept>
+
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <doctest/doctest.h>
+
+#include <warden/supervisor.hpp>
+
+TEST_CASE("failure_report::to_string reads as a person wants it") {
+    warden::supervisor sup{warden::supervisor_options{.name = "suite"}};
+    const unsigned line = __LINE__ + 1;
+    sup.spawn([] { throw std::runtime_error("install.sh: No such file or directory"); },
+              {.name = "installer"});
+    CHECK_THROWS(sup.wait());
+    auto text = sup.first_failure()->to_string();
+    CHECK(text.starts_with("installer (thread) failed: install.sh: No such file or directory\n"));
+    CHECK(text.find("exception type: std::runtime_error") != std::string::npos);
+    CHECK(text.find("spawned at ") != std::string::npos);
+    CHECK(text.find("test_report.cpp:" + std::to_string(line)) != std::string::npos);
+    CHECK(text.find("in test \"failure_report::to_string reads as a person wants it\"") !=
+          std::string::npos);
+    CHECK(text.find("supervisor suite") != std::string::npos);
+    // Where, test and stack come in that order.
+    CHECK(text.find("spawned at") < text.find("in test"));
+    CHECK(text.find("in test") < text.find("spawn stack:"));
+}
+
+TEST_CASE("report_for finds a report after its supervisor is gone") {
+    try {
+        warden::supervisor sup;
+        sup.spawn([] { throw std::runtime_error("outlives"); });
+        sup.wait();
+    } catch (const std::runtime_error&) {
+        const auto* report = warden::report_for(std::current_exception());
+        REQUIRE(report != nullptr);
+        CHECK(report->what == "outlives");
+    }
+    CHECK(warden::report_for(std::make_exception_ptr(std::runtime_error("stranger"))) == nullptr);
+    CHECK(warden::report_for(nullptr) == nullptr);
+}
+
+TEST_CASE("the warden logger logs each failure report at error level") {
+    warden::supervisor sup;
+    auto logger = spdlog::get("warden");
+    if (!logger) {
+        // The logger is created on first use; a first failure makes sure it exists.
+        sup.spawn([] {});
+        sup.wait();
+    }
+    auto sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(16);
+    logger = spdlog::get("warden");
+    REQUIRE(logger != nullptr);
+    logger->sinks().push_back(sink);
+    sup.spawn([] { throw std::runtime_error("logged failure"); }, {.name = "logged"});
+    CHECK_THROWS(sup.wait());
+    logger->sinks().pop_back();
+    bool found = false;
+    for (const auto& line : sink->last_formatted())
+        found = found || line.find("logged (thread) failed: logged failure") != std::string::npos;
+    CHECK(found);
+}
+
+TEST_CASE("to_string(child_kind) names every kind") {
+    CHECK(warden::to_string(warden::child_kind::coroutine) == "coroutine");
+    CHECK(warden::to_string(warden::child_kind::thread) == "thread");
+    CHECK(warden::to_string(warden::child_kind::process) == "process");
+    CHECK(warden::to_string(warden::child_kind::forked) == "forked");
+}

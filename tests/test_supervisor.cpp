@@ -1,0 +1,518 @@
+#include <warden/supervisor.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <latch>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
+
+#include <doctest/doctest.h>
+
+#include "helpers.hpp"
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Blocks until the token is stopped; returns true if it was (never times out).
+bool block_until_stopped(std::stop_token token) {
+    std::mutex m;
+    std::condition_variable_any cv;
+    std::unique_lock lock(m);
+    return cv.wait(lock, token, [] { return false; }) || token.stop_requested();
+}
+
+asio::awaitable<void> sleep_for(std::chrono::steady_clock::duration d) {
+    asio::steady_timer timer(co_await asio::this_coro::executor, d);
+    co_await timer.async_wait(asio::use_awaitable);
+}
+
+struct unique_error : std::runtime_error {
+    explicit unique_error(int id)
+        : std::runtime_error("unique_error")
+        , id(id) {}
+    int id;
+};
+
+} // namespace
+
+namespace custom_ns {
+struct not_an_exception {
+    int code;
+};
+} // namespace custom_ns
+
+TEST_CASE("a thread child's exception reaches wait() as the original object") {
+    warden::supervisor sup;
+    sup.spawn([] { throw unique_error(7); });
+    try {
+        sup.wait();
+        FAIL("wait() did not throw");
+    } catch (const unique_error& e) {
+        CHECK(e.id == 7);
+        const auto* report = warden::report_for(std::current_exception());
+        REQUIRE(report != nullptr);
+        CHECK(report->what == "unique_error");
+        CHECK(report->kind == warden::child_kind::thread);
+        CHECK(report->error == std::current_exception());
+    }
+}
+
+TEST_CASE("a coroutine child's exception reaches wait() with its type") {
+    warden::supervisor sup;
+    sup.spawn([]() -> asio::awaitable<void> {
+        co_await sleep_for(1ms);
+        throw std::out_of_range("index 9");
+    });
+    CHECK_THROWS_AS(sup.wait(), std::out_of_range);
+}
+
+TEST_CASE("first failure cancels a coroutine sibling blocked on a timer") {
+    warden::supervisor sup;
+    std::atomic<bool> sibling_cancelled{false};
+    std::latch sibling_waiting(1);
+    sup.spawn([&]() -> asio::awaitable<void> {
+        try {
+            asio::steady_timer timer(co_await asio::this_coro::executor, 1h);
+            sibling_waiting.count_down();
+            co_await timer.async_wait(asio::use_awaitable);
+        } catch (const boost::system::system_error& e) {
+            sibling_cancelled = e.code() == asio::error::operation_aborted;
+            throw;
+        }
+    });
+    sup.spawn([&] {
+        sibling_waiting.wait();
+        throw std::runtime_error("boom");
+    });
+    CHECK_THROWS_AS(sup.wait_for(30s), std::runtime_error);
+    CHECK(sibling_cancelled);
+    CHECK(sup.failures().size() == 1); // the cancelled sibling is not a failure
+}
+
+TEST_CASE("first failure requests stop on a blocking sibling's token") {
+    warden::supervisor sup{warden::supervisor_options{.threads = 2}};
+    std::atomic<bool> stopped{false};
+    std::latch sibling_running(1);
+    sup.spawn([&](std::stop_token token) {
+        sibling_running.count_down();
+        stopped = block_until_stopped(token);
+    });
+    sup.spawn([&] {
+        sibling_running.wait();
+        throw std::logic_error("bad state");
+    });
+    CHECK_THROWS_AS(sup.wait_for(30s), std::logic_error);
+    CHECK(stopped);
+    CHECK(sup.stop_token().stop_requested());
+}
+
+TEST_CASE("later failures are kept and listed as suppressed in the first report") {
+    warden::supervisor sup{warden::supervisor_options{.threads = 2}};
+    sup.spawn(
+        [](std::stop_token token) {
+            block_until_stopped(token);
+            throw std::runtime_error("second, while cancelled");
+        },
+        {.name = "late"});
+    sup.spawn([] { throw std::runtime_error("first"); }, {.name = "early"});
+    try {
+        sup.wait_for(30s);
+        FAIL("no throw");
+    } catch (const std::runtime_error& e) {
+        CHECK(std::string(e.what()) == "first");
+        const auto* report = warden::report_for(std::current_exception());
+        REQUIRE(report != nullptr);
+        REQUIRE(report->suppressed.size() == 1);
+        CHECK(report->suppressed[0] == "late (thread) failed: second, while cancelled");
+        CHECK(report->to_string().find("later failures (1)") != std::string::npos);
+    }
+    auto all = sup.failures();
+    REQUIRE(all.size() == 2);
+    CHECK(all[0].child == "early");
+    CHECK(all[1].child == "late");
+    REQUIRE(sup.first_failure().has_value());
+    CHECK(sup.first_failure()->child == "early");
+}
+
+TEST_CASE("collect policy runs every child to the end and throws failure_group") {
+    warden::supervisor sup{
+        warden::supervisor_options{.threads = 3, .policy = warden::policy::collect}};
+    std::latch both_failed(2);
+    auto survivor = sup.spawn([&] {
+        both_failed.wait(); // runs on after both siblings failed
+        return 42;
+    });
+    sup.spawn(
+        [&] {
+            both_failed.count_down();
+            throw std::runtime_error("a");
+        },
+        {.name = "a"});
+    sup.spawn(
+        [&] {
+            both_failed.count_down();
+            throw 5;
+        },
+        {.name = "b"});
+    try {
+        sup.wait_for(30s);
+        FAIL("no throw");
+    } catch (const warden::failure_group& group) {
+        REQUIRE(group.reports().size() == 2);
+        std::string what = group.what();
+        CHECK(what.find("a (thread) failed: a") != std::string::npos);
+        CHECK(what.find("b (thread) failed: int") != std::string::npos);
+    }
+    CHECK(survivor.get() == 42);
+    CHECK_NOTHROW(sup.spawn([] {}).get()); // collect does not close the supervisor
+}
+
+TEST_CASE("a child spawned from a thread child records its parent and spawn line") {
+    warden::supervisor sup;
+    unsigned line = 0;
+    sup.spawn(
+        [&] {
+            line = __LINE__ + 1;
+            sup.spawn([] { throw std::runtime_error("grandchild"); }, {.name = "grandchild"});
+        },
+        {.name = "parent"});
+    try {
+        sup.wait_for(30s);
+        FAIL("no throw");
+    } catch (const std::runtime_error&) {
+        const auto* report = warden::report_for(std::current_exception());
+        REQUIRE(report != nullptr);
+        CHECK(report->child == "grandchild");
+        CHECK(report->origin.parent == "parent");
+        CHECK(report->origin.where.line() == line);
+        CHECK(std::string(report->origin.where.file_name()).ends_with("test_supervisor.cpp"));
+        CHECK(report->origin.supervisor == "supervisor");
+    }
+}
+
+TEST_CASE("a child spawned from a coroutine child records its parent") {
+    warden::supervisor sup;
+    sup.spawn(
+        [&]() -> asio::awaitable<void> {
+            co_await sleep_for(1ms); // resumed through the supervisor's executor
+            auto inner = sup.spawn(
+                []() -> asio::awaitable<void> {
+                    co_await sleep_for(1ms);
+                    throw std::runtime_error("nested");
+                },
+                {.name = "inner"});
+            co_await inner;
+        },
+        {.name = "outer"});
+    try {
+        sup.wait_for(30s);
+        FAIL("no throw");
+    } catch (const std::runtime_error&) {
+        auto first = sup.first_failure();
+        REQUIRE(first.has_value());
+        CHECK(first->child == "inner");
+        CHECK(first->origin.parent == "outer");
+    }
+}
+
+TEST_CASE("join_timeout lists every running child with kind, run time and origin") {
+    warden::supervisor sup;
+    std::latch started(1);
+    const unsigned line = __LINE__ + 1;
+    sup.spawn(
+        [&](std::stop_token token) {
+            started.count_down();
+            block_until_stopped(token);
+        },
+        {.name = "stuck"});
+    started.wait();
+    try {
+        sup.wait_for(20ms);
+        FAIL("no throw");
+    } catch (const warden::join_timeout& e) {
+        REQUIRE(e.running().size() == 1);
+        CHECK(e.running()[0].name == "stuck");
+        CHECK(e.running()[0].kind == warden::child_kind::thread);
+        CHECK(e.running()[0].running_for >= 20ms);
+        CHECK(e.running()[0].origin.where.line() == line);
+        std::string what = e.what();
+        CHECK(what.find("stuck (thread) running for") != std::string::npos);
+        CHECK(what.find("test_supervisor.cpp:" + std::to_string(line)) != std::string::npos);
+    }
+    // The destructor cancels "stuck" and waits for it.
+}
+
+TEST_CASE("wait_until wakes at once on a failure, long before its poll interval") {
+    warden::supervisor sup;
+    std::latch waiting(1);
+    sup.spawn([&] {
+        waiting.wait();
+        throw std::runtime_error("failed while parent waits");
+    });
+    const auto start = std::chrono::steady_clock::now();
+    CHECK_THROWS_AS(sup.wait_until(
+                        [&] {
+                            waiting.count_down();
+                            return false;
+                        },
+                        60s, 30s),
+                    std::runtime_error);
+    // Without the wake-up the wait would only see the failure at the 30 s poll.
+    CHECK(std::chrono::steady_clock::now() - start < 15s);
+}
+
+TEST_CASE("wait_until returns when its predicate holds after notify") {
+    warden::supervisor sup;
+    std::atomic<bool> ready{false};
+    sup.spawn([&] {
+        ready = true;
+        sup.notify();
+    });
+    sup.wait_until([&] { return ready.load(); }, 60s, 1h);
+    CHECK(ready);
+}
+
+TEST_CASE("wait_until throws join_timeout when its predicate never holds") {
+    warden::supervisor sup;
+    CHECK_THROWS_AS(sup.wait_until([] { return false; }, 20ms, 5ms), warden::join_timeout);
+}
+
+TEST_CASE("non-std exceptions are reported by type name and rethrown as themselves") {
+    SUBCASE("int") {
+        warden::supervisor sup;
+        sup.spawn([] { throw 42; });
+        try {
+            sup.wait();
+            FAIL("no throw");
+        } catch (int value) {
+            CHECK(value == 42);
+            const auto* report = warden::report_for(std::current_exception());
+            REQUIRE(report != nullptr);
+            CHECK(report->what == "int");
+        }
+    }
+    SUBCASE("custom type") {
+        warden::supervisor sup;
+        sup.spawn([]() -> asio::awaitable<void> {
+            co_await sleep_for(1ms);
+            throw custom_ns::not_an_exception{3};
+        });
+        try {
+            sup.wait();
+            FAIL("no throw");
+        } catch (const custom_ns::not_an_exception& e) {
+            CHECK(e.code == 3);
+            auto first = sup.first_failure();
+            REQUIRE(first.has_value());
+            CHECK(first->what == "custom_ns::not_an_exception");
+            CHECK(first->to_string().starts_with(
+                first->child + " (coroutine) failed: custom_ns::not_an_exception"));
+        }
+    }
+}
+
+TEST_CASE("an exception whose what() throws is still reported") {
+    struct bad_what : std::exception {
+        const char* what() const noexcept override { return "fine"; }
+    };
+    struct throwing_what : std::runtime_error {
+        throwing_what()
+            : std::runtime_error("") {}
+    };
+    warden::supervisor sup;
+    sup.spawn([] { throw throwing_what(); });
+    CHECK_THROWS_AS(sup.wait(), throwing_what);
+}
+
+TEST_CASE("the destructor cancels running children and waits for them") {
+    std::atomic<bool> thread_stopped{false};
+    std::atomic<bool> coroutine_cancelled{false};
+    {
+        warden::supervisor sup;
+        std::latch started(2);
+        sup.spawn([&](std::stop_token token) {
+            started.count_down();
+            thread_stopped = block_until_stopped(token);
+        });
+        sup.spawn([&]() -> asio::awaitable<void> {
+            started.count_down();
+            try {
+                co_await sleep_for(1h);
+            } catch (const boost::system::system_error&) {
+                coroutine_cancelled = true;
+            }
+        });
+        started.wait();
+    }
+    CHECK(thread_stopped);
+    CHECK(coroutine_cancelled);
+}
+
+TEST_CASE("no thread is left after the supervisor is destroyed") {
+    const auto before = warden_test::thread_count();
+    {
+        warden::supervisor sup{warden::supervisor_options{.threads = 4}};
+        for (int i = 0; i < 8; ++i)
+            sup.spawn([] {});
+        sup.spawn([]() -> asio::awaitable<void> { co_return; });
+        sup.wait();
+        CHECK(warden_test::thread_count() > before);
+    }
+    CHECK(warden_test::thread_count() == before);
+}
+
+TEST_CASE("spawning on a cancelled or failed supervisor throws supervisor_closed") {
+    SUBCASE("cancelled") {
+        warden::supervisor sup;
+        sup.cancel();
+        int ran = 0;
+        CHECK_THROWS_AS(sup.spawn([&] { ++ran; }), warden::supervisor_closed);
+        sup.wait();
+        CHECK(ran == 0);
+        CHECK(sup.stop_token().stop_requested());
+    }
+    SUBCASE("failed") {
+        warden::supervisor sup;
+        sup.spawn([] { throw std::runtime_error("x"); });
+        CHECK_THROWS_AS(sup.wait(), std::runtime_error);
+        CHECK_THROWS_AS(sup.spawn([] {}), warden::supervisor_closed);
+    }
+}
+
+TEST_CASE("a failure is thrown once: a second join returns") {
+    warden::supervisor sup;
+    sup.spawn([] { throw std::runtime_error("once"); });
+    CHECK_THROWS_AS(sup.wait(), std::runtime_error);
+    CHECK_NOTHROW(sup.wait());
+    CHECK(sup.failure_observed());
+}
+
+TEST_CASE("join from inside a child of the same supervisor is an error, not a deadlock") {
+    warden::supervisor sup;
+    sup.spawn([&] { sup.wait(); });
+    CHECK_THROWS_AS(sup.wait_for(30s), std::logic_error);
+}
+
+TEST_CASE("co_await join on the caller's io_context") {
+    asio::io_context io;
+    warden::supervisor sup{io.get_executor()};
+    std::exception_ptr joined;
+    bool returned = false;
+    sup.spawn([]() -> asio::awaitable<int> {
+        co_await sleep_for(1ms);
+        co_return 1;
+    });
+    sup.spawn([] { return 2; });
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+            co_await sup.join();
+            returned = true;
+        },
+        [&](std::exception_ptr e) { joined = e; });
+    io.run();
+    CHECK_FALSE(joined);
+    CHECK(returned);
+}
+
+TEST_CASE("co_await join throws the first failure, after the siblings finish") {
+    asio::io_context io;
+    warden::supervisor sup{io.get_executor()};
+    bool sibling_done = false;
+    sup.spawn([&]() -> asio::awaitable<void> {
+        try {
+            co_await sleep_for(1h);
+        } catch (...) {
+            sibling_done = true;
+            throw;
+        }
+    });
+    sup.spawn([]() -> asio::awaitable<void> {
+        co_await sleep_for(1ms);
+        throw std::invalid_argument("bad");
+    });
+    auto joined = asio::co_spawn(io, sup.join(), asio::use_future);
+    io.run();
+    CHECK_THROWS_AS(joined.get(), std::invalid_argument);
+    CHECK(sibling_done);
+}
+
+TEST_CASE("children() lists live children") {
+    warden::supervisor sup;
+    std::latch started(1);
+    sup.spawn(
+        [&](std::stop_token token) {
+            started.count_down();
+            block_until_stopped(token);
+        },
+        {.name = "lister"});
+    started.wait();
+    auto live = sup.children();
+    REQUIRE(live.size() == 1);
+    CHECK(live[0].name == "lister");
+    CHECK(live[0].state == warden::child_state::running);
+    sup.cancel();
+    sup.wait();
+    CHECK(sup.children().empty());
+}
+
+TEST_CASE("a child straggling past cancel_grace is named in the report") {
+    warden::supervisor sup{warden::supervisor_options{.threads = 2, .cancel_grace = 10ms}};
+    std::latch release(1);
+    std::latch straggler_started(1);
+    sup.spawn(
+        [&] {
+            straggler_started.count_down();
+            release.wait(); // ignores cancellation
+        },
+        {.name = "straggler"});
+    sup.spawn([&] {
+        straggler_started.wait();
+        throw std::runtime_error("fail");
+    });
+    try {
+        sup.wait();
+        FAIL("no throw");
+    } catch (const std::runtime_error&) {
+        const auto* report = warden::report_for(std::current_exception());
+        REQUIRE(report != nullptr);
+        REQUIRE(report->stragglers.size() == 1);
+        CHECK(report->stragglers[0].starts_with("straggler (thread)"));
+    }
+    release.count_down();
+}
+
+TEST_CASE("the spawn stack is captured under capture::stacktrace and not under location") {
+    SUBCASE("stacktrace") {
+        warden::supervisor sup;
+        sup.spawn([] { throw std::runtime_error("x"); });
+        CHECK_THROWS(sup.wait());
+        auto first = sup.first_failure();
+        REQUIRE(first.has_value());
+        CHECK(first->origin.stacktrace.find("test_supervisor.cpp") != std::string::npos);
+        CHECK(first->to_string().find("spawn stack:") != std::string::npos);
+    }
+    SUBCASE("location") {
+        warden::supervisor sup{warden::supervisor_options{.capture = warden::capture::location}};
+        sup.spawn([] { throw std::runtime_error("x"); });
+        CHECK_THROWS(sup.wait());
+        CHECK(sup.first_failure()->origin.stacktrace.empty());
+    }
+}
+
+TEST_CASE("the origin records the running test's name") {
+    warden::supervisor sup;
+    sup.spawn([] { throw std::runtime_error("x"); });
+    CHECK_THROWS(sup.wait());
+    CHECK(sup.first_failure()->origin.test == "the origin records the running test's name");
+}
