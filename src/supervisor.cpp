@@ -64,12 +64,10 @@ exception_description describe(const std::exception_ptr& error) {
     try {
         std::rethrow_exception(error);
     } catch (const std::exception& e) {
-        exception_description d{current_exception_type_name(), {}};
-        try {
-            d.what = e.what();
-        } catch (...) {
-            d.what = d.type + " (its what() threw)";
-        }
+        exception_description d{current_exception_type_name(), e.what()};
+        // An empty what() would make "x failed: " with nothing after it.
+        if (d.what.empty())
+            d.what = d.type;
         return d;
     } catch (...) {
         auto type = current_exception_type_name();
@@ -276,11 +274,19 @@ void supervisor_core::child_finished(child_record& child, std::exception_ptr err
 
     const auto elapsed = clock_type::now() - child.started_;
     if (failure != nullptr) {
-        // Symbolising takes milliseconds: after every waiter has been woken.
-        symbolise(*failure);
+        // Symbolising takes milliseconds, so it happens after every waiter has been woken,
+        // and only for the first failure: in a storm of ten thousand failures the later
+        // ones are logged by their first line and origin (their stacks are symbolised when
+        // failures() hands them out).
+        if (first)
+            symbolise(*failure);
         auto report = std::make_shared<failure_report>(failure->report);
         register_report(report);
-        log().error("{}", report->to_string());
+        if (first)
+            log().error("{}", report->to_string());
+        else
+            log().error("{} (after the first failure)\n{}", first_line(*report),
+                        describe_origin(report->origin, "  "));
     } else if (log().should_log(spdlog::level::debug)) {
         log().debug("{}: {} ({}) finished after {}: {}", options_.name, child.name_,
                     to_string(child.kind_), format_running_for(elapsed),

@@ -44,19 +44,21 @@ TEST_CASE("report_for finds a report after its supervisor is gone") {
 }
 
 TEST_CASE("the warden logger logs each failure report at error level") {
-    warden::supervisor sup;
-    auto logger = spdlog::get("warden");
-    if (!logger) {
-        // The logger is created on first use; a first failure makes sure it exists.
+    {
+        // The logger is created on first use.
+        warden::supervisor sup;
         sup.spawn([] {});
         sup.wait();
     }
-    auto sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(16);
-    logger = spdlog::get("warden");
+    auto logger = spdlog::get("warden");
     REQUIRE(logger != nullptr);
+    auto sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(16);
     logger->sinks().push_back(sink);
-    sup.spawn([] { throw std::runtime_error("logged failure"); }, {.name = "logged"});
-    CHECK_THROWS(sup.wait());
+    {
+        warden::supervisor sup;
+        sup.spawn([] { throw std::runtime_error("logged failure"); }, {.name = "logged"});
+        CHECK_THROWS(sup.wait());
+    } // the failure is logged on the child's thread, after the waiter woke: joined here
     logger->sinks().pop_back();
     bool found = false;
     for (const auto& line : sink->last_formatted())

@@ -321,17 +321,23 @@ TEST_CASE("non-std exceptions are reported by type name and rethrown as themselv
     }
 }
 
-TEST_CASE("an exception whose what() throws is still reported") {
-    struct bad_what : std::exception {
-        const char* what() const noexcept override { return "fine"; }
-    };
-    struct throwing_what : std::runtime_error {
-        throwing_what()
+TEST_CASE("an exception with an empty what() is reported by its type") {
+    struct silent_error : std::runtime_error {
+        silent_error()
             : std::runtime_error("") {}
     };
     warden::supervisor sup;
-    sup.spawn([] { throw throwing_what(); });
-    CHECK_THROWS_AS(sup.wait(), throwing_what);
+    sup.spawn([] { throw silent_error(); }, {.name = "quiet"});
+    CHECK_THROWS_AS(sup.wait(), silent_error);
+    auto first = sup.first_failure();
+    REQUIRE(first.has_value());
+    CHECK(first->what.find("silent_error") != std::string::npos);
+}
+
+TEST_CASE("co_await join from inside a coroutine child of the same supervisor is an error") {
+    warden::supervisor sup;
+    sup.spawn([&]() -> asio::awaitable<void> { co_await sup.join(); });
+    CHECK_THROWS_AS(sup.wait_for(30s), std::logic_error);
 }
 
 TEST_CASE("the destructor cancels running children and waits for them") {
