@@ -370,20 +370,25 @@ clock_type::time_point supervisor_core::failure_deadline_locked() const {
 supervisor_core::step supervisor_core::evaluate(std::unique_lock<std::mutex>&,
                                                 clock_type::time_point now,
                                                 clock_type::time_point deadline, bool at_once) {
-    auto throw_first_unobserved = [&]() -> step {
-        for (auto& r : failures_) {
-            if (!r.observed) {
-                r.observed = true;
-                auto report = std::make_shared<failure_report>(snapshot_locked(r));
-                register_report(report);
-                return {verdict::throw_error, r.report.error, {}};
-            }
-        }
-        return {};
+    // Under fail_fast only the first failure is ever thrown (later ones are its suppressed
+    // lines); under collect, wait_until throws each failure once, join the rest as a group.
+    const bool fail_fast = options_.policy == policy::fail_fast;
+    auto first_unobserved = [&]() -> failure_record* {
+        if (fail_fast)
+            return failures_.empty() || failures_.front().observed ? nullptr : &failures_.front();
+        for (auto& r : failures_)
+            if (!r.observed)
+                return &r;
+        return nullptr;
     };
-    const bool unobserved =
-        std::any_of(failures_.begin(), failures_.end(), [](auto& r) { return !r.observed; });
-    if (unobserved && (options_.policy == policy::fail_fast || at_once)) {
+    auto throw_first_unobserved = [&]() -> step {
+        failure_record& r = *first_unobserved();
+        r.observed = true;
+        register_report(std::make_shared<failure_report>(snapshot_locked(r)));
+        return {verdict::throw_error, r.report.error, {}};
+    };
+    const bool unobserved = first_unobserved() != nullptr;
+    if (unobserved && (fail_fast || at_once)) {
         if (at_once || live_.empty() || now >= failure_deadline_locked() || now >= deadline)
             return throw_first_unobserved();
         return {verdict::keep_waiting, {}, std::min(failure_deadline_locked(), deadline)};

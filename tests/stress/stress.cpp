@@ -1,0 +1,517 @@
+// Randomized fault-injection stress for warden: seeded and reproducible.
+//
+//   warden_stress --seed 1 --runs 100000 [--kinds coroutine,thread,process,forked] [--verbose]
+//
+// Each run builds a random tree of children under one supervisor (fail_fast). Every child
+// waits for its "moment"; the run releases the moments one by one, in plan order, and
+// each child then succeeds, throws (a std or a non-std type), or, for processes, exits
+// non-zero or dies by a signal. Some children honour cancellation, some ignore it until
+// their moment, some only ever end by cancellation. Children in the same moment act
+// concurrently. After the last moment the run joins and checks against what happened:
+//   - join throws exactly the first failure in time order (the one failing child of the
+//     first failing moment, or one of them when that moment had several), or nothing;
+//   - every child that failed is in failures() exactly once, and nothing else is;
+//   - nothing is still running after join;
+//   - no thread, file descriptor or child process is left once the supervisor is gone.
+// It prints the number of runs and of violations; it exits 1 on any violation.
+
+#include <warden/warden.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <spdlog/spdlog.h>
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+
+namespace {
+
+enum class kind { coroutine, thread, process, forked };
+enum class action { succeed, throw_std, throw_int, exit_nonzero, die_by_signal, until_cancelled };
+enum class on_cancel { honour, ignore };
+
+struct planned_child {
+    int id = 0;
+    kind k = kind::thread;
+    action what = action::succeed;
+    on_cancel cancel = on_cancel::honour;
+    int moment = 0;  // when it acts; unused for until_cancelled
+    int parent = -1; // spawned by this child, at its start
+};
+
+std::string child_name(int id) {
+    return "c" + std::to_string(id);
+}
+
+// Releases moments to waiting children: blocking waits, and coroutine waits through a
+// timer that the release cancels.
+class moment_gate {
+  public:
+    void release(int moment) {
+        std::vector<std::function<void()>> wakers;
+        {
+            std::lock_guard lock(mutex_);
+            released_ = moment;
+            wakers.swap(wakers_);
+        }
+        changed_.notify_all();
+        for (auto& w : wakers)
+            w();
+    }
+
+    // True when the moment came; false when stopped first (and `honour`).
+    bool wait(int moment, std::stop_token stop, bool honour) {
+        std::unique_lock lock(mutex_);
+        if (honour)
+            return changed_.wait(lock, stop, [&] { return released_ >= moment; });
+        changed_.wait(lock, [&] { return released_ >= moment; });
+        return true;
+    }
+
+    // Throws operation_aborted when cancelled first and `honour`.
+    asio::awaitable<void> async_wait(int moment, bool honour) {
+        auto executor = co_await asio::this_coro::executor;
+        for (;;) {
+            auto timer = std::make_shared<asio::steady_timer>(executor, 1h);
+            {
+                std::lock_guard lock(mutex_);
+                if (released_ >= moment)
+                    co_return;
+                wakers_.push_back(
+                    [timer, executor] { asio::post(executor, [timer] { timer->cancel(); }); });
+            }
+            if (honour) {
+                // The release cancels the timer too: only the coroutine's own cancellation
+                // state says whether it was cancelled.
+                co_await timer->async_wait(asio::as_tuple(asio::use_awaitable));
+                auto state = co_await asio::this_coro::cancellation_state;
+                if (state.cancelled() != asio::cancellation_type::none)
+                    throw boost::system::system_error(asio::error::operation_aborted);
+            } else {
+                // Detached from the coroutine's cancellation: ignores it.
+                co_await asio::this_coro::throw_if_cancelled(false);
+                co_await timer->async_wait(asio::bind_cancellation_slot(
+                    asio::cancellation_slot(), asio::as_tuple(asio::use_awaitable)));
+            }
+        }
+    }
+
+  private:
+    std::mutex mutex_;
+    std::condition_variable_any changed_;
+    int released_ = -1;
+    std::vector<std::function<void()>> wakers_;
+};
+
+struct run_result {
+    bool ok = true;
+    std::string violation;
+};
+
+std::size_t count_dir(const char* path) {
+    std::size_t n = 0;
+    for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(path))
+        ++n;
+    return n;
+}
+
+bool has_child_processes() {
+    errno = 0;
+    return ::waitpid(-1, nullptr, WNOHANG) != -1 || errno != ECHILD;
+}
+
+class stress_run {
+  public:
+    stress_run(std::mt19937_64& rng, const std::vector<kind>& kinds,
+               const std::filesystem::path& dir)
+        : rng_(rng)
+        , kinds_(kinds)
+        , dir_(dir) {}
+
+    run_result execute();
+
+  private:
+    std::vector<planned_child> make_plan();
+    void spawn_child(warden::supervisor& sup, const planned_child& c);
+    void act(const planned_child& c); // thread and coroutine children, at their moment
+    void note_failure(int id) {
+        std::lock_guard lock(mutex_);
+        failed_.insert(child_name(id));
+    }
+    std::string fifo_for(int moment) { return (dir_ / ("m" + std::to_string(moment))).string(); }
+
+    std::mt19937_64& rng_;
+    const std::vector<kind>& kinds_;
+    std::filesystem::path dir_;
+    std::vector<planned_child> plan_;
+    moment_gate gate_;
+    std::mutex mutex_;
+    std::set<std::string> failed_; // children that failed: thrown, or a process that acted
+    std::atomic<int> admitted_{0};
+    int moments_ = 0;
+};
+
+std::vector<planned_child> stress_run::make_plan() {
+    std::uniform_int_distribution<int> n_children(1, 8);
+    std::uniform_int_distribution<int> percent(0, 99);
+    const int n = n_children(rng_);
+    moments_ = std::uniform_int_distribution<int>(1, n)(rng_);
+    std::vector<planned_child> plan;
+    for (int i = 0; i < n; ++i) {
+        planned_child c;
+        c.id = i;
+        c.k = kinds_[std::uniform_int_distribution<std::size_t>(0, kinds_.size() - 1)(rng_)];
+        const bool is_process = c.k == kind::process || c.k == kind::forked;
+        const int p = percent(rng_);
+        if (p < 35)
+            c.what = action::succeed;
+        else if (p < 55)
+            c.what = is_process ? action::exit_nonzero : action::throw_std;
+        else if (p < 70)
+            c.what = is_process ? action::die_by_signal : action::throw_int;
+        else if (p < 85)
+            c.what = action::until_cancelled;
+        else
+            c.what = is_process ? action::exit_nonzero : action::throw_std;
+        // Processes honour SIGTERM; their "ignore" is tested in test_process.cpp.
+        c.cancel = !is_process && percent(rng_) < 30 ? on_cancel::ignore : on_cancel::honour;
+        if (c.what == action::until_cancelled)
+            c.cancel = on_cancel::honour;
+        c.moment = std::uniform_int_distribution<int>(0, moments_ - 1)(rng_);
+        // Nested spawns come from thread or coroutine children that outlive moment 0.
+        if (i > 0 && percent(rng_) < 25) {
+            int parent = std::uniform_int_distribution<int>(0, i - 1)(rng_);
+            if (plan[parent].parent == -1 &&
+                (plan[parent].k == kind::thread || plan[parent].k == kind::coroutine))
+                c.parent = parent;
+        }
+        plan.push_back(c);
+    }
+    return plan;
+}
+
+void stress_run::act(const planned_child& c) {
+    switch (c.what) {
+    case action::throw_std:
+        note_failure(c.id);
+        throw std::runtime_error(child_name(c.id));
+    case action::throw_int:
+        note_failure(c.id);
+        throw c.id;
+    default:
+        return;
+    }
+}
+
+void stress_run::spawn_child(warden::supervisor& sup, const planned_child& c) {
+    auto spawn_nested = [this, &sup, id = c.id] {
+        for (const auto& sub : plan_)
+            if (sub.parent == id)
+                spawn_child(sup, sub);
+    };
+    const warden::spawn_options options{.name = child_name(c.id)};
+    switch (c.k) {
+    case kind::thread:
+        sup.spawn(
+            [this, c, spawn_nested](std::stop_token stop) {
+                spawn_nested();
+                ++admitted_;
+                if (c.what == action::until_cancelled) {
+                    gate_.wait(1 << 30, stop, true);
+                    return;
+                }
+                if (gate_.wait(c.moment, stop, c.cancel == on_cancel::honour))
+                    act(c);
+            },
+            options);
+        break;
+    case kind::coroutine:
+        sup.spawn(
+            [this, c, spawn_nested]() -> asio::awaitable<void> {
+                spawn_nested();
+                ++admitted_;
+                if (c.what == action::until_cancelled) {
+                    co_await gate_.async_wait(1 << 30, true);
+                    co_return;
+                }
+                co_await gate_.async_wait(c.moment, c.cancel == on_cancel::honour);
+                act(c);
+            },
+            options);
+        break;
+    case kind::process: {
+        std::string script = "read x < " + fifo_for(c.moment) + "; ";
+        if (c.what == action::exit_nonzero)
+            script += "exit 3";
+        else if (c.what == action::die_by_signal)
+            script += "kill -SEGV $$";
+        else if (c.what == action::until_cancelled)
+            script = "exec sleep 1000";
+        else
+            script += "exit 0";
+        sup.spawn_process({.argv = {"sh", "-c", script}, .name = child_name(c.id)});
+        ++admitted_;
+        break;
+    }
+    case kind::forked: {
+        auto fifo = fifo_for(c.moment);
+        sup.spawn_forked(
+            [fifo, c] {
+                if (c.what == action::until_cancelled) {
+                    ::pause();
+                    return;
+                }
+                int fd = ::open(fifo.c_str(), O_RDONLY);
+                char byte;
+                [[maybe_unused]] auto n = ::read(fd, &byte, 1);
+                ::close(fd);
+                if (c.what == action::exit_nonzero)
+                    throw std::runtime_error("forked " + std::to_string(c.id));
+                if (c.what == action::die_by_signal)
+                    ::raise(SIGSEGV);
+            },
+            options);
+        ++admitted_;
+        break;
+    }
+    }
+}
+
+run_result stress_run::execute() {
+    plan_ = make_plan();
+    for (int m = 0; m < moments_; ++m)
+        ::mkfifo(fifo_for(m).c_str(), 0600);
+    int first_failing_moment = -1;
+    std::set<std::string> first_moment_failures;
+    run_result result;
+    auto fail = [&](std::string why) {
+        if (result.ok) {
+            result.ok = false;
+            result.violation = std::move(why);
+        }
+    };
+    {
+        warden::supervisor sup{warden::supervisor_options{
+            .threads = 16, .capture = warden::capture::location, .cancel_grace = 5000ms}};
+        for (const auto& c : plan_)
+            if (c.parent == -1)
+                spawn_child(sup, c);
+        // Every child (nested ones too) is admitted before the first moment. The pool has a
+        // thread for every child: blocking children that wait for a moment must not keep
+        // a parent that still has to spawn from running.
+        const int total = static_cast<int>(plan_.size());
+        try {
+            sup.wait_until([&] { return admitted_.load() == total; }, 30s, 1ms);
+        } catch (const std::exception& e) {
+            fail(std::string("children were not all admitted: ") + e.what());
+        }
+        std::exception_ptr thrown; // by the wait that saw the first failure
+        for (int m = 0; m < moments_; ++m) {
+            const auto failures_before = sup.failures().size();
+            // A process child acts at its moment unless the supervisor has already failed
+            // (then it was cancelled, by SIGTERM, while waiting for its moment).
+            if (first_failing_moment < 0)
+                for (const auto& c : plan_)
+                    if (c.moment == m && (c.k == kind::process || c.k == kind::forked) &&
+                        (c.what == action::exit_nonzero || c.what == action::die_by_signal))
+                        note_failure(c.id);
+            gate_.release(m);
+            // Processes and forked children read their moment from a FIFO: open it for
+            // writing (non-blocking: none may be reading) and close it, so every reader
+            // wakes with a byte or at EOF.
+            if (int fd = ::open(fifo_for(m).c_str(), O_WRONLY | O_NONBLOCK); fd >= 0) {
+                [[maybe_unused]] auto n = ::write(fd, "\n", 1);
+                ::close(fd);
+            }
+            // Every child of this moment ends before the next moment is released, so
+            // failures of different moments are ordered in time.
+            try {
+                sup.wait_until(
+                    [&] {
+                        auto live = sup.children();
+                        return std::none_of(live.begin(), live.end(), [&](const auto& child) {
+                            return std::any_of(plan_.begin(), plan_.end(), [&](const auto& c) {
+                                return c.moment == m && c.what != action::until_cancelled &&
+                                       child.name == child_name(c.id);
+                            });
+                        });
+                    },
+                    30s, 1ms);
+            } catch (const warden::join_timeout& e) {
+                fail(std::string("a moment never finished: ") + e.what());
+            } catch (...) {
+                if (thrown)
+                    fail("a wait threw a second failure");
+                thrown = std::current_exception();
+            }
+            if (first_failing_moment < 0 && sup.failures().size() > failures_before) {
+                first_failing_moment = m;
+                for (const auto& f : sup.failures())
+                    first_moment_failures.insert(f.child);
+            }
+        }
+        // Children that only end by cancellation, when nothing failed.
+        sup.cancel();
+        try {
+            sup.wait();
+        } catch (...) {
+            fail("join threw although the failure was already thrown by a wait");
+        }
+        auto first = sup.first_failure();
+        if (first && !first_moment_failures.contains(first->child))
+            fail("first failure " + first->child + " is not of the first failing moment");
+        if (first && thrown != first->error)
+            fail("the wait did not throw the first failure's own exception");
+        if (!first && (first_failing_moment >= 0 || thrown))
+            fail("something failed but there is no first failure");
+        if (!sup.children().empty())
+            fail("children still running after join");
+        std::multiset<std::string> reported;
+        for (const auto& f : sup.failures())
+            reported.insert(f.child);
+        std::set<std::string> expected;
+        {
+            std::lock_guard lock(mutex_);
+            expected = failed_;
+        }
+        for (const auto& name : reported)
+            if (reported.count(name) != 1)
+                fail("failure of " + name + " recorded twice");
+        for (const auto& name : expected)
+            if (!reported.contains(name))
+                fail("failure of " + name + " was lost");
+        for (const auto& f : sup.failures())
+            if (!expected.contains(f.child))
+                fail("unexpected failure of " + f.child + ": " + f.what);
+    }
+    for (int m = 0; m < moments_; ++m)
+        ::unlink(fifo_for(m).c_str());
+    return result;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    std::uint64_t seed = 1;
+    long runs = 1000;
+    bool verbose = false;
+    std::vector<kind> kinds{kind::coroutine, kind::thread};
+    for (int i = 1; i < argc; ++i) {
+        std::string_view arg = argv[i];
+        auto next = [&]() -> std::string_view {
+            if (i + 1 >= argc) {
+                std::fprintf(stderr, "warden_stress: %s needs a value\n", argv[i]);
+                std::exit(2);
+            }
+            return argv[++i];
+        };
+        if (arg == "--seed")
+            seed = std::stoull(std::string(next()));
+        else if (arg == "--runs")
+            runs = std::stol(std::string(next()));
+        else if (arg == "--verbose")
+            verbose = true;
+        else if (arg == "--kinds") {
+            kinds.clear();
+            std::string list(next());
+            std::size_t start = 0;
+            while (start <= list.size()) {
+                auto end = list.find(',', start);
+                auto item = list.substr(start, end == std::string::npos ? end : end - start);
+                if (item == "coroutine")
+                    kinds.push_back(kind::coroutine);
+                else if (item == "thread")
+                    kinds.push_back(kind::thread);
+                else if (item == "process")
+                    kinds.push_back(kind::process);
+                else if (item == "forked")
+                    kinds.push_back(kind::forked);
+                else {
+                    std::fprintf(stderr, "warden_stress: unknown kind '%s'\n", item.c_str());
+                    return 2;
+                }
+                if (end == std::string::npos)
+                    break;
+                start = end + 1;
+            }
+        } else {
+            std::fprintf(stderr, "usage: warden_stress [--seed N] [--runs N] "
+                                 "[--kinds coroutine,thread,process,forked] [--verbose]\n");
+            return 2;
+        }
+    }
+    // Failures are the point here; their reports would flood the terminal.
+    warden::supervisor{}.spawn([] {}).get();
+    if (auto logger = spdlog::get("warden"))
+        logger->set_level(spdlog::level::off);
+
+    auto dir =
+        std::filesystem::temp_directory_path() / ("warden_stress." + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    const auto threads_before = count_dir("/proc/self/task");
+    const auto fds_before = count_dir("/proc/self/fd");
+    long violations = 0;
+    const auto start = std::chrono::steady_clock::now();
+    for (long r = 0; r < runs; ++r) {
+        // One generator per run, seeded from (seed, run): any run replays on its own.
+        std::seed_seq seq{seed, static_cast<std::uint64_t>(r)};
+        std::mt19937_64 rng(seq);
+        stress_run run(rng, kinds, dir);
+        auto result = run.execute();
+        if (const auto t = count_dir("/proc/self/task"); t != threads_before) {
+            result.ok = false;
+            result.violation +=
+                " threads " + std::to_string(threads_before) + " -> " + std::to_string(t);
+        }
+        if (const auto f = count_dir("/proc/self/fd"); f != fds_before) {
+            result.ok = false;
+            result.violation += " fds " + std::to_string(fds_before) + " -> " + std::to_string(f);
+        }
+        if (has_child_processes()) {
+            result.ok = false;
+            result.violation += " child processes left";
+        }
+        if (!result.ok) {
+            ++violations;
+            std::fprintf(stderr, "violation in run %ld (replay: --seed %llu --runs %ld): %s\n", r,
+                         static_cast<unsigned long long>(seed), r + 1, result.violation.c_str());
+        } else if (verbose && r % 1000 == 0) {
+            std::fprintf(stderr, "run %ld ok\n", r);
+        }
+    }
+    std::filesystem::remove_all(dir);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::printf("warden_stress: seed %llu, %ld runs, %ld violations, %.1f s\n",
+                static_cast<unsigned long long>(seed), runs, violations, seconds);
+    return violations == 0 ? 0 : 1;
+}
