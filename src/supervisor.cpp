@@ -444,8 +444,16 @@ void supervisor_core::wait(clock_type::time_point deadline, clock_type::duration
             lock.unlock();
             const bool ready = (*pred)();
             lock.lock();
-            if (ready)
+            if (ready) {
+                // A failure recorded while pred ran wins: pred may be true only because the
+                // failing child is gone (the stress program's seed 7, run 12075).
+                auto again = evaluate(lock, clock_type::now(), deadline, true);
+                if (again.what == verdict::throw_error) {
+                    lock.unlock();
+                    std::rethrow_exception(again.error);
+                }
                 return;
+            }
             if (notifications_ != seen)
                 continue; // a child finished while pred ran: look again at once
         } else if (s.what == verdict::finished) {

@@ -522,3 +522,21 @@ TEST_CASE("the origin records the running test's name") {
     CHECK_THROWS(sup.wait());
     CHECK(sup.first_failure()->origin.test == "the origin records the running test's name");
 }
+
+TEST_CASE("wait_until throws a failure recorded while its predicate ran, even if it is true") {
+    warden::supervisor sup;
+    std::latch go(1);
+    sup.spawn([&] {
+        go.wait();
+        throw std::runtime_error("failed during pred");
+    });
+    CHECK_THROWS_AS(sup.wait_until(
+                        [&] {
+                            go.count_down();
+                            while (sup.failures().empty())
+                                std::this_thread::yield();
+                            return true; // true only because the failing child is done
+                        },
+                        30s),
+                    std::runtime_error);
+}

@@ -167,6 +167,18 @@ class stress_run {
         std::lock_guard lock(mutex_);
         failed_.insert(child_name(id));
     }
+    std::string describe_plan() const {
+        static const char* kinds[] = {"coroutine", "thread", "process", "forked"};
+        static const char* actions[] = {"succeed", "throw_std", "throw_int",
+                                        "exit_nonzero", "die_by_signal", "until_cancelled"};
+        std::string out = "\n  plan (" + std::to_string(moments_) + " moments):";
+        for (const auto& c : plan_)
+            out += "\n    " + child_name(c.id) + " " + kinds[static_cast<int>(c.k)] + " " +
+                   actions[static_cast<int>(c.what)] + " moment " + std::to_string(c.moment) +
+                   (c.cancel == on_cancel::ignore ? " ignores-cancel" : "") +
+                   (c.parent >= 0 ? " parent " + child_name(c.parent) : "");
+        return out;
+    }
     std::string fifo_for(int moment) { return (dir_ / ("m" + std::to_string(moment))).string(); }
 
     std::mt19937_64& rng_;
@@ -384,7 +396,11 @@ run_result stress_run::execute() {
         try {
             sup.wait();
         } catch (...) {
-            fail("join threw although the failure was already thrown by a wait");
+            std::string what = "?";
+            if (const auto* r = warden::report_for(std::current_exception()))
+                what = r->child + ": " + r->what;
+            fail("join threw although the failure was already thrown by a wait: " + what +
+                 (thrown ? " (a wait threw before)" : " (no wait threw)") + describe_plan());
         }
         auto first = sup.first_failure();
         if (first && !first_moment_failures.contains(first->child))
@@ -423,6 +439,7 @@ run_result stress_run::execute() {
 int main(int argc, char** argv) {
     std::uint64_t seed = 1;
     long runs = 1000;
+    long first_run = 0;
     bool verbose = false;
     std::vector<kind> kinds{kind::coroutine, kind::thread};
     for (int i = 1; i < argc; ++i) {
@@ -438,6 +455,8 @@ int main(int argc, char** argv) {
             seed = std::stoull(std::string(next()));
         else if (arg == "--runs")
             runs = std::stol(std::string(next()));
+        else if (arg == "--first")
+            first_run = std::stol(std::string(next()));
         else if (arg == "--verbose")
             verbose = true;
         else if (arg == "--kinds") {
@@ -481,7 +500,7 @@ int main(int argc, char** argv) {
     const auto fds_before = count_dir("/proc/self/fd");
     long violations = 0;
     const auto start = std::chrono::steady_clock::now();
-    for (long r = 0; r < runs; ++r) {
+    for (long r = first_run; r < runs; ++r) {
         // One generator per run, seeded from (seed, run): any run replays on its own.
         std::seed_seq seq{seed, static_cast<std::uint64_t>(r)};
         std::mt19937_64 rng(seq);
@@ -502,8 +521,8 @@ int main(int argc, char** argv) {
         }
         if (!result.ok) {
             ++violations;
-            std::fprintf(stderr, "violation in run %ld (replay: --seed %llu --runs %ld): %s\n", r,
-                         static_cast<unsigned long long>(seed), r + 1, result.violation.c_str());
+            std::fprintf(stderr, "violation in run %ld (replay: --seed %llu --first %ld --runs %ld): %s\n",
+                         r, static_cast<unsigned long long>(seed), r, r + 1, result.violation.c_str());
         } else if (verbose && r % 1000 == 0) {
             std::fprintf(stderr, "run %ld ok\n", r);
         }
