@@ -61,6 +61,14 @@ TEST_CASE("an unobserved failure ends the binary after the grace instead of hang
     CHECK(contains(r.output, "doctest_program.cpp:" + std::to_string(line_of("SPAWN_C"))));
 }
 
+TEST_CASE("a join timeout at the end of the body fails the test at the spawn's line") {
+    auto r = run_case("a child outlives the join deadline");
+    INFO(r.output);
+    CHECK(r.exit_code == 1);
+    CHECK(contains(r.output, "sleeper (thread) running for"));
+    CHECK(contains(r.output, "doctest_program.cpp:" + std::to_string(line_of("SPAWN_E"))));
+}
+
 TEST_CASE("REQUIRE failing inside a child fails that test without terminating") {
     auto r = run_case("REQUIRE fails inside a child");
     INFO(r.output);

@@ -66,6 +66,28 @@ TEST_CASE("the warden logger logs each failure report at error level") {
     CHECK(found);
 }
 
+TEST_CASE("a failure nobody joined is logged with its report when the supervisor ends") {
+    {
+        warden::supervisor sup;
+        sup.spawn([] {}).get();
+    }
+    auto logger = spdlog::get("warden");
+    REQUIRE(logger != nullptr);
+    auto sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(16);
+    logger->sinks().push_back(sink);
+    {
+        warden::supervisor sup{warden::supervisor_options{.name = "forgetful"}};
+        auto t = sup.spawn([] { throw std::runtime_error("never joined"); });
+        CHECK_THROWS(t.get()); // the task saw it; no join did
+    }
+    logger->sinks().pop_back();
+    bool found = false;
+    for (const auto& line : sink->last_formatted())
+        found = found || (line.find("forgetful: failure nobody joined") != std::string::npos &&
+                          line.find("failed: never joined") != std::string::npos);
+    CHECK(found);
+}
+
 TEST_CASE("to_string(child_kind) names every kind") {
     CHECK(warden::to_string(warden::child_kind::coroutine) == "coroutine");
     CHECK(warden::to_string(warden::child_kind::thread) == "thread");

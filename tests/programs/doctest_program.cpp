@@ -4,7 +4,9 @@
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <warden/doctest.hpp>
 
+#include <condition_variable>
 #include <latch>
+#include <mutex>
 #include <stdexcept>
 
 #include <boost/asio/steady_timer.hpp>
@@ -34,6 +36,18 @@ TEST_CASE_FIXTURE(warden::doctest::fixture, "body blocked where warden cannot re
     sup.spawn([] { throw std::runtime_error("unobserved failure"); }, {.name = "lost"}); // SPAWN_C
     std::latch never(1);
     never.wait(); // nothing counts it down: the watchdog must end the binary
+}
+
+TEST_CASE_FIXTURE(warden::doctest::fixture, "a child outlives the join deadline") {
+    warden::doctest::join_deadline = 50ms;
+    sup.spawn( // SPAWN_E
+        [](std::stop_token token) {
+            std::mutex m;
+            std::condition_variable_any cv;
+            std::unique_lock lock(m);
+            cv.wait(lock, token, [] { return false; });
+        },
+        {.name = "sleeper"});
 }
 
 TEST_CASE_FIXTURE(warden::doctest::fixture, "REQUIRE fails inside a child") {
