@@ -116,7 +116,7 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
     void shutdown() noexcept;
 
   private:
-    failure_report snapshot_locked(failure_record& r) const;
+    failure_report snapshot_locked(failure_record& r, bool with_stragglers) const;
     void symbolise(failure_record& r) const;
     std::vector<running_child> running_locked() const;
     void notify_locked(std::unique_lock<std::mutex>& lock);

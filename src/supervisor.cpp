@@ -244,16 +244,24 @@ void supervisor_core::child_finished(child_record& child, std::exception_ptr err
             r.when = std::chrono::system_clock::now();
             if (first) {
                 failed_at_ = clock_type::now();
-                if (options_.policy == policy::fail_fast) {
+                // Closed here, in the same step that makes this failure the first, so no
+                // child admitted after it escapes the cancellation below.
+                if (options_.policy == policy::fail_fast)
                     phase_ = phase::failed;
-                    for (auto& [id, sibling] : live_)
-                        siblings.push_back(sibling);
-                }
             }
         }
         notify_locked(lock);
     }
-    if (!siblings.empty() || (first && options_.policy == policy::fail_fast)) {
+    if (first && options_.policy == policy::fail_fast) {
+        // The waiters were woken first: with 100k siblings, taking the list costs
+        // milliseconds that the parent need not wait for. A sibling that ends meanwhile
+        // needs no cancelling.
+        {
+            std::lock_guard lock(mutex_);
+            siblings.reserve(live_.size());
+            for (auto& [id, sibling] : live_)
+                siblings.push_back(sibling);
+        }
         stop_.request_stop();
         for (auto& sibling : siblings)
             cancel_child(*sibling);
@@ -348,18 +356,27 @@ std::vector<running_child> supervisor_core::running_locked() const {
     return out;
 }
 
-failure_report supervisor_core::snapshot_locked(failure_record& r) const {
+failure_report supervisor_core::snapshot_locked(failure_record& r, bool with_stragglers) const {
     symbolise(r);
     failure_report out = r.report;
     if (&r == &failures_.front()) {
         for (auto it = std::next(failures_.begin()); it != failures_.end(); ++it)
             out.suppressed.push_back(first_line(it->report));
     }
+    if (!with_stragglers)
+        return out;
+    // Bounded: a report must stay readable, and building it is on the parent's wake-up path.
+    constexpr std::size_t max_listed = 32;
     const auto now = clock_type::now();
-    for (const auto& [id, child] : live_)
+    for (const auto& [id, child] : live_) {
+        if (out.stragglers.size() == max_listed) {
+            out.stragglers.push_back(fmt::format("... and {} more", live_.size() - max_listed));
+            break;
+        }
         out.stragglers.push_back(fmt::format("{} ({}) running for {}", child->name_,
                                              to_string(child->kind_),
                                              format_running_for(now - child->started_)));
+    }
     return out;
 }
 
@@ -381,16 +398,20 @@ supervisor_core::step supervisor_core::evaluate(std::unique_lock<std::mutex>&,
                 return &r;
         return nullptr;
     };
-    auto throw_first_unobserved = [&]() -> step {
+    auto throw_first_unobserved = [&](bool gave_up_waiting) -> step {
         failure_record& r = *first_unobserved();
         r.observed = true;
-        register_report(std::make_shared<failure_report>(snapshot_locked(r)));
+        register_report(std::make_shared<failure_report>(snapshot_locked(r, gave_up_waiting)));
         return {verdict::throw_error, r.report.error, {}};
     };
     const bool unobserved = first_unobserved() != nullptr;
     if (unobserved && (fail_fast || at_once)) {
-        if (at_once || live_.empty() || now >= failure_deadline_locked() || now >= deadline)
-            return throw_first_unobserved();
+        // Thrown at once, the children still running are siblings being cancelled; after
+        // the grace (or the caller's deadline) they are stragglers, and named as such.
+        if (at_once || live_.empty())
+            return throw_first_unobserved(false);
+        if (now >= failure_deadline_locked() || now >= deadline)
+            return throw_first_unobserved(true);
         return {verdict::keep_waiting, {}, std::min(failure_deadline_locked(), deadline)};
     }
     if (!live_.empty())
@@ -399,7 +420,7 @@ supervisor_core::step supervisor_core::evaluate(std::unique_lock<std::mutex>&,
         std::vector<failure_report> reports;
         for (auto& r : failures_) {
             r.observed = true;
-            reports.push_back(snapshot_locked(r));
+            reports.push_back(snapshot_locked(r, false));
         }
         return {
             verdict::throw_error, std::make_exception_ptr(failure_group(std::move(reports))), {}};
@@ -503,7 +524,7 @@ std::optional<failure_report> supervisor_core::first_failure() const {
     if (failures_.empty())
         return std::nullopt;
     auto& first = const_cast<failure_record&>(failures_.front());
-    return snapshot_locked(first);
+    return snapshot_locked(first, false);
 }
 
 std::vector<failure_report> supervisor_core::failures() const {
@@ -516,7 +537,7 @@ std::vector<failure_report> supervisor_core::failures() const {
     }
     if (!out.empty())
         out.front().suppressed =
-            snapshot_locked(const_cast<failure_record&>(failures_.front())).suppressed;
+            snapshot_locked(const_cast<failure_record&>(failures_.front()), false).suppressed;
     return out;
 }
 
@@ -564,7 +585,7 @@ void supervisor_core::shutdown() noexcept {
                        options_.name, live_.size(), live_.size() == 1 ? "" : "ren", names);
         }
         if (!failures_.empty() && !failures_.front().observed) {
-            auto report = snapshot_locked(failures_.front());
+            auto report = snapshot_locked(failures_.front(), false);
             log().error("{}: failure nobody joined:\n{}", options_.name, report.to_string());
         }
     } catch (...) {
@@ -585,6 +606,13 @@ void supervisor_core::shutdown() noexcept {
     }
     if (pool)
         pool->join();
+    // Each process object holds its child record, which holds this core: released last, or
+    // the core would keep itself alive (and every process state with it).
+    std::vector<std::unique_ptr<process>> processes;
+    {
+        auto lock = this->lock();
+        processes.swap(processes_);
+    }
 }
 
 } // namespace warden::detail
