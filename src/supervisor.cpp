@@ -191,6 +191,13 @@ void supervisor_core::admit(const std::shared_ptr<child_record>& child, child_ki
 
 void supervisor_core::arm_cancel(child_record& child, unique_function<void()> action) {
     std::lock_guard lock(child.mutex_);
+    // A child can finish on another thread before its starter arms the action (a coroutine
+    // that completes at once, a process reaped before start() returns). child_finished()
+    // cleared the action already; one stored now would never be dropped, and it holds the
+    // child's state, which holds this core: a leak of the whole supervisor (LeakSanitizer,
+    // "wait_for_line throws the process's own failure at once when it exits first").
+    if (child.done())
+        return;
     child.cancel_action_ = std::move(action);
     // A cancel that came between admit() and here found no action: deliver it now.
     if (child.stop_.stop_requested() && !child.cancel_delivered_ && child.cancel_action_) {
@@ -224,6 +231,7 @@ void supervisor_core::child_finished(child_record& child, std::exception_ptr err
     std::vector<std::shared_ptr<child_record>> siblings;
     failure_record* failure = nullptr;
     bool first = false;
+    std::vector<unique_function<void()>> callbacks;
     {
         std::unique_lock lock(mutex_);
         if (auto it = live_.find(child.id_); it != live_.end()) {
@@ -250,8 +258,23 @@ void supervisor_core::child_finished(child_record& child, std::exception_ptr err
                     phase_ = phase::failed;
             }
         }
+        // The child is done in the same step that takes it out of the table: a wait that
+        // returns because the table is empty finds every task done (lock order: the
+        // supervisor's mutex, then the child's).
+        {
+            std::lock_guard child_lock(child.mutex_);
+            child.error_ = error;
+            child.cancel_action_ = {};
+            callbacks.swap(child.on_done_);
+            // Release: pairs with the acquire in done(); error_ and the value are visible.
+            child.done_.store(true, std::memory_order_release);
+        }
         notify_locked(lock);
     }
+    child.done_cv_.notify_all();
+    for (auto& callback : callbacks)
+        callback();
+
     if (first && options_.policy == policy::fail_fast) {
         // The waiters were woken first: with 100k siblings, taking the list costs
         // milliseconds that the parent need not wait for. A sibling that ends meanwhile
@@ -266,19 +289,6 @@ void supervisor_core::child_finished(child_record& child, std::exception_ptr err
         for (auto& sibling : siblings)
             cancel_child(*sibling);
     }
-
-    std::vector<unique_function<void()>> callbacks;
-    {
-        std::lock_guard lock(child.mutex_);
-        child.error_ = error;
-        child.cancel_action_ = {};
-        callbacks.swap(child.on_done_);
-        // Release: pairs with the acquire in done(); error_ and the value are visible.
-        child.done_.store(true, std::memory_order_release);
-    }
-    child.done_cv_.notify_all();
-    for (auto& callback : callbacks)
-        callback();
 
     const auto elapsed = clock_type::now() - child.started_;
     if (failure != nullptr) {
@@ -360,8 +370,11 @@ failure_report supervisor_core::snapshot_locked(failure_record& r, bool with_str
     symbolise(r);
     failure_report out = r.report;
     if (&r == &failures_.front()) {
-        for (auto it = std::next(failures_.begin()); it != failures_.end(); ++it)
-            out.suppressed.push_back(first_line(it->report));
+        for (auto it = std::next(failures_.begin()); it != failures_.end(); ++it) {
+            // One line each, even when what() has several (a process's output tail).
+            auto line = first_line(it->report);
+            out.suppressed.push_back(line.substr(0, line.find('\n')));
+        }
     }
     if (!with_stragglers)
         return out;

@@ -8,8 +8,8 @@
 #include <latch>
 #include <memory>
 #include <mutex>
-#include <stdexcept>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <thread>
 
@@ -31,12 +31,12 @@ namespace {
 
 // Calls `on_match` for each log message containing `needle`.
 class watching_sink final : public spdlog::sinks::base_sink<std::mutex> {
-public:
+  public:
     watching_sink(std::string needle, std::function<void()> on_match)
         : needle_(std::move(needle))
         , on_match_(std::move(on_match)) {}
 
-protected:
+  protected:
     void sink_it_(const spdlog::details::log_msg& msg) override {
         if (std::string_view(msg.payload.data(), msg.payload.size()).find(needle_) !=
             std::string_view::npos)
@@ -44,7 +44,7 @@ protected:
     }
     void flush_() override {}
 
-private:
+  private:
     std::string needle_;
     std::function<void()> on_match_;
 };
@@ -101,16 +101,20 @@ TEST_CASE("bad input: a non-std exception with a throwing what() is described by
 TEST_CASE("bad input: an exception thrown from a destructor during cancellation is kept") {
     warden::supervisor sup{warden::supervisor_options{.threads = 2}};
     std::latch cleaner_running(1);
-    sup.spawn([&](std::stop_token token) {
-        throwing_cleanup guard;
-        cleaner_running.count_down();
-        while (!token.stop_requested())
-            std::this_thread::yield();
-    }, {.name = "cleaner"});
-    sup.spawn([&] {
-        cleaner_running.wait();
-        throw std::runtime_error("first");
-    }, {.name = "first"});
+    sup.spawn(
+        [&](std::stop_token token) {
+            throwing_cleanup guard;
+            cleaner_running.count_down();
+            while (!token.stop_requested())
+                std::this_thread::yield();
+        },
+        {.name = "cleaner"});
+    sup.spawn(
+        [&] {
+            cleaner_running.wait();
+            throw std::runtime_error("first");
+        },
+        {.name = "first"});
     try {
         sup.wait_for(30s);
         FAIL("no throw");
@@ -175,11 +179,13 @@ TEST_CASE("bad input: a child that never honours cancellation is waited for and 
     {
         warden::supervisor sup{warden::supervisor_options{.cancel_grace = 20ms}};
         std::latch started(1);
-        sup.spawn([&] {
-            started.count_down();
-            release.wait(); // ignores its stop token
-            finished = true;
-        }, {.name = "stubborn"});
+        sup.spawn(
+            [&] {
+                started.count_down();
+                release.wait(); // ignores its stop token
+                finished = true;
+            },
+            {.name = "stubborn"});
         started.wait();
     }
     logger->sinks().pop_back();

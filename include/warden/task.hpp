@@ -73,6 +73,7 @@ class task {
 
   private:
     friend class supervisor;
+    friend class process; // process::as_task()
     using signature = typename detail::task_signature<T>::type;
 
     explicit task(std::shared_ptr<detail::task_state<T>> state)

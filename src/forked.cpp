@@ -1,0 +1,215 @@
+// spawn_forked: the child side (fork, run, report) and the parent's reading of the outcome.
+//
+// The wire is three pipes, each created close-on-exec before fork():
+//   output   the child's stdout and stderr, read like a subprocess's;
+//   failure  an exception that escaped f, as one encode_remote_failure() message
+//            (remote_failure.hpp: "WRDF", version, length-prefixed fields), then exit code 70;
+//   crash    the raw frames install_crash_handlers() writes on SIGSEGV & co., then death by
+//            the signal.
+// The parent reads the failure pipe while the child runs (a message may exceed the pipe's
+// buffer) and the crash pipe after the exit (one write below PIPE_BUF). It trusts neither:
+// see forked_exit_outcome().
+
+#include <warden/process.hpp>
+#include <warden/supervisor.hpp>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <exception>
+#include <iostream>
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include "core.hpp"
+#include "crash_handler.hpp"
+#include "forked.hpp"
+#include "process_state.hpp"
+#include "remote_failure.hpp"
+#include "stack.hpp"
+
+namespace warden::detail {
+
+namespace {
+
+// EX_SOFTWARE: "internal software error". Any non-zero code would do; the message decides.
+constexpr int exception_exit_code = 70;
+
+// Set in the child only, before f runs.
+int failure_fd = -1;
+// The child's stdout buffer; unused in the parent.
+char child_stdout_buffer[BUFSIZ];
+
+void write_all(int fd, const std::string& bytes) noexcept {
+    std::size_t done = 0;
+    while (done < bytes.size()) {
+        const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+        if (n > 0)
+            done += static_cast<std::size_t>(n);
+        else if (n == -1 && errno != EINTR)
+            return; // the parent is gone; nothing to tell
+    }
+}
+
+// Inside the catch block of the child: the exception in flight, to the failure pipe.
+void send_current_exception(int fd) noexcept {
+    try {
+        remote_failure failure;
+        failure.type_name = current_exception_type_name();
+        try {
+            throw;
+        } catch (const std::exception& e) {
+            try {
+                failure.what = e.what();
+            } catch (...) {
+                failure.what = failure.type_name + " (its what() threw)";
+            }
+        } catch (...) {
+            failure.what = failure.type_name;
+        }
+        // The catch site: the frames between f and the throw are unwound by now.
+        failure.stacktrace = current_stacktrace_text(1);
+        write_all(fd, encode_remote_failure(failure));
+    } catch (...) {
+        // Out of memory while encoding: the exit code alone will tell.
+    }
+}
+
+void flush_output() noexcept {
+    try {
+        std::cout.flush();
+        std::cerr.flush();
+    } catch (...) {
+    }
+    std::fflush(stdout);
+    std::fflush(stderr);
+}
+
+// The child of fork() in a process that may have other threads: those threads are gone and
+// any lock they held stays locked here. So nothing below takes a warden mutex or logs; stdio
+// is safe only because the parent held the stdout and stderr locks across fork().
+[[noreturn]] void run_child(unique_function<void()>& body, pipe_pair& output, pipe_pair& failure,
+                            pipe_pair& crash) noexcept {
+    ::setpgid(0, 0);
+    struct sigaction default_action {};
+    default_action.sa_handler = SIG_DFL;
+    sigemptyset(&default_action.sa_mask);
+    for (int sig = 1; sig < NSIG; ++sig)
+        ::sigaction(sig, &default_action, nullptr); // fails harmlessly for SIGKILL, SIGSTOP
+    sigset_t none;
+    sigemptyset(&none);
+    ::pthread_sigmask(SIG_SETMASK, &none, nullptr);
+
+    const int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (null >= 0) {
+        ::dup2(null, STDIN_FILENO);
+        ::close(null);
+    }
+    ::dup2(output.write.get(), STDOUT_FILENO);
+    ::dup2(output.write.get(), STDERR_FILENO);
+    // A pipe would make stdout fully buffered, and a crash would lose everything f printed;
+    // line-buffered, as on a terminal, it loses at most a partial line. The parent flushed
+    // stdout before fork(), so nothing is buffered. A buffer of our own, not nullptr: glibc
+    // then resets the stream's write pointers, without which a stream the parent had already
+    // used stays effectively fully buffered (test: "what a forked child printed before
+    // crashing is in the report").
+    std::setvbuf(stdout, child_stdout_buffer, _IOLBF, sizeof child_stdout_buffer);
+    output.write.reset();
+    output.read.reset();
+    failure.read.reset();
+    crash.read.reset();
+    failure_fd = failure.write.get();
+    install_crash_handlers(crash.write.get());
+
+    try {
+        body();
+    } catch (...) {
+        flush_output();
+        send_current_exception(failure.write.get());
+        ::_exit(exception_exit_code);
+    }
+    flush_output();
+    // _exit: the parent's atexit handlers and static destructors are not this process's.
+    ::_exit(0);
+}
+
+remote_error unreadable(const std::vector<std::string>& argv, int pid, int code, std::size_t bytes,
+                        const std::string& why) {
+    return remote_error("<unreadable failure message>",
+                        fmt::format("forked child {} (pid {}) exited with code {} and sent {} "
+                                    "bytes that are not a failure message warden can read: {}",
+                                    argv.empty() ? std::string() : argv.front(), pid, code, bytes,
+                                    why),
+                        {});
+}
+
+} // namespace
+
+int forked_failure_fd() noexcept {
+    return failure_fd;
+}
+
+std::exception_ptr forked_exit_outcome(const std::vector<std::string>& argv, int pid, int code,
+                                       std::string_view report, std::size_t report_total,
+                                       std::vector<std::string> tail) {
+    if (report_total == 0)
+        return std::make_exception_ptr(process_error(argv, pid, code, std::move(tail)));
+    if (report_total > max_remote_failure_size)
+        return std::make_exception_ptr(unreadable(
+            argv, pid, code, report_total,
+            fmt::format("larger than the {} bytes a message may have", max_remote_failure_size)));
+    auto decoded = decode_remote_failure(report);
+    if (!decoded.failure)
+        return std::make_exception_ptr(unreadable(argv, pid, code, report_total, decoded.error));
+    auto& f = *decoded.failure;
+    return std::make_exception_ptr(
+        remote_error(std::move(f.type_name), std::move(f.what), std::move(f.stacktrace)));
+}
+
+} // namespace warden::detail
+
+namespace warden {
+
+process& supervisor::start_forked(detail::unique_function<void()> body, spawn_options options,
+                                  const std::source_location& where) {
+    auto output = detail::make_pipe("output pipe");
+    auto failure = detail::make_pipe("failure pipe");
+    auto crash = detail::make_pipe("crash pipe");
+    auto record = std::make_shared<detail::task_state<void>>();
+    core_->admit(record, child_kind::forked, std::move(options.name), where);
+
+    // Whatever the parent buffered is written once, by the parent; and no other thread holds
+    // the stdio locks at the fork, so the child can print.
+    std::fflush(stdout);
+    std::fflush(stderr);
+    ::flockfile(stdout);
+    ::flockfile(stderr);
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+        ::funlockfile(stderr);
+        ::funlockfile(stdout);
+        detail::run_child(body, output, failure, crash);
+    }
+    const int fork_errno = errno;
+    ::funlockfile(stderr);
+    ::funlockfile(stdout);
+    if (pid < 0) {
+        detail::withdraw(*core_, *record);
+        throw spawn_error(std::error_code(fork_errno, std::system_category()), "fork",
+                          fmt::format("forked child {}", record->name()));
+    }
+    // The child does the same; whichever runs first, the group exists before a signal is sent.
+    ::setpgid(pid, pid);
+    output.write.reset();
+    failure.write.reset();
+    crash.write.reset();
+    return detail::adopt(core_, record, {record->name()}, process_options{}.output_tail, pid,
+                         std::move(output.read), std::move(failure.read), std::move(crash.read));
+}
+
+} // namespace warden

@@ -1,0 +1,226 @@
+#pragma once
+
+// A supervised subprocess or forked child, from the moment it runs until it is reaped and
+// reported. Private to src/; docs/processes.md tells the whole story.
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <regex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <warden/detail/child.hpp>
+#include <warden/detail/function.hpp>
+#include <warden/errors.hpp>
+#include <warden/options.hpp>
+
+namespace warden {
+class process;
+}
+
+namespace warden::detail {
+
+class supervisor_core;
+
+// An owned file descriptor.
+class unique_fd {
+  public:
+    unique_fd() noexcept = default;
+    explicit unique_fd(int fd) noexcept
+        : fd_(fd) {}
+    unique_fd(unique_fd&& other) noexcept
+        : fd_(other.release()) {}
+    unique_fd& operator=(unique_fd&& other) noexcept;
+    ~unique_fd();
+    int get() const noexcept { return fd_; }
+    int release() noexcept;
+    void reset() noexcept;
+
+  private:
+    int fd_ = -1;
+};
+
+// pipe2(O_CLOEXEC), so that no other spawn, fork+exec or posix_spawn inherits either end
+// unless it asks for it; throws spawn_error naming `what` when the process is out of fds.
+struct pipe_pair {
+    unique_fd read;
+    unique_fd write;
+};
+pipe_pair make_pipe(const char* what);
+
+// pidfd_open(2): the descriptor warden waits on for the child's exit.
+int open_pidfd(int pid) noexcept;
+
+// One wait_for_line call. It completes exactly once, through `complete`: by a matching line,
+// by the end of the process, at its timeout, or when its awaiting coroutine is cancelled.
+// Whichever of those wins claim() completes it; the others see it claimed and do nothing.
+struct line_waiter {
+    line_waiter(std::regex re, std::string text)
+        : pattern(std::move(re))
+        , pattern_text(std::move(text)) {}
+
+    bool claim() noexcept { return !claimed.exchange(true, std::memory_order_acq_rel); }
+
+    const std::regex pattern;
+    const std::string pattern_text; // for messages
+    std::atomic<bool> claimed{false};
+    // Set before the waiter is registered; called once, by the claimer, with no lock held.
+    unique_function<void(std::exception_ptr, std::string)> complete;
+    // Coroutine waits only. Created, waited on and cancelled on the executor only.
+    std::optional<boost::asio::steady_timer> timer;
+};
+
+// The state of one process, shared by its `warden::process`, the handlers of its pending
+// operations and its cancel action.
+//
+//   state      | how it gets there                     | what runs
+//   -----------+---------------------------------------+---------------------------------------
+//   running    | start()                               | exit wait on the pidfd, pipe readers
+//   cancelling | cancel action: SIGTERM to the group   | + kill timer (SIGKILL at cancel_grace)
+//   exited     | pidfd readable: waitpid (reaped)      | readers drain what is left, then stop
+//   finished   | both readers stopped: finish()        | nothing; child_finished() was called
+//
+// Threads: every Asio object here lives on the supervisor's executor and is touched only in
+// its handlers. That executor runs one handler at a time (the supervisor's own io_context has
+// one thread; a caller's executor must be a strand if its context has several, as for
+// coroutine children), so the handlers need no lock among themselves. `mutex_` guards what
+// other threads read (tail, waiters, reaped/status, outcome). The one thing done off the
+// executor is sending signals, under `mutex_` and only while not reaped, so a signal can never
+// reach a recycled pid.
+//
+// No Asio object here outlives finish(), and the state holds no strand: a process object is
+// destroyed after the supervisor's io_context, and an Asio strand or I/O object must not be.
+class process_state : public std::enable_shared_from_this<process_state> {
+  public:
+    using duration = std::chrono::steady_clock::duration;
+
+    process_state(std::shared_ptr<supervisor_core> core, std::shared_ptr<task_state<void>> record,
+                  int pid, std::vector<std::string> argv, std::size_t tail_limit);
+    ~process_state();
+    process_state(const process_state&) = delete;
+    process_state& operator=(const process_state&) = delete;
+
+    // Takes the descriptors and starts the exit wait and the readers. `report` and `crash`
+    // are the forked child's failure and crash pipes, empty for spawn_process. The cancel
+    // action must be armed before: the child may be finished by the time start() returns.
+    void start(unique_fd pidfd, unique_fd output, unique_fd report, unique_fd crash);
+
+    // The cancel action (any thread, also right before _Exit): SIGTERM to the process group
+    // now, SIGKILL after cancel_grace.
+    void request_cancel();
+
+    int pid() const noexcept { return pid_; }
+    const std::string& name() const noexcept;
+    const std::shared_ptr<task_state<void>>& record() const noexcept { return record_; }
+    supervisor_core& core() const noexcept { return *core_; }
+    std::vector<std::string> output_tail() const;
+    std::optional<int> wait_status() const;
+
+    // Completes `w` at once from the tail or the outcome, or registers it for new lines; a
+    // coroutine waiter also gets its timeout timer.
+    void add_waiter(const std::shared_ptr<line_waiter>& w, std::optional<duration> timeout);
+    // Takes out a waiter its claimer completes (timeout, cancellation).
+    void remove_waiter(const line_waiter* w);
+    // Posts the cancellation of a waiter's timer to the executor.
+    void cancel_waiter_timer(const std::shared_ptr<line_waiter>& w);
+    std::exception_ptr timeout_for(const line_waiter& w, duration timeout) const;
+
+  private:
+    struct pipe_reader {
+        std::optional<boost::asio::posix::stream_descriptor> pipe;
+        std::vector<char> buffer;
+        bool reading = false;
+        bool lines = false; // output pipe: split into lines; report pipe: keep bytes
+    };
+
+    void begin();
+    void read_next(pipe_reader& r);
+    void on_read(pipe_reader& r, const boost::system::error_code& ec, std::size_t n);
+    void drain(pipe_reader& r);
+    void deliver(pipe_reader& r, const char* data, std::size_t n);
+    void consume_output(const char* data, std::size_t n);
+    void end_line();
+    void push_line(std::string line);
+    void wait_exit();
+    void on_exit_ready(const boost::system::error_code& ec);
+    void arm_kill_timer();
+    void maybe_finish();
+    void finish();
+    std::exception_ptr make_outcome(const std::string& crash);
+    std::exception_ptr ended_error(const line_waiter& w) const; // caller holds mutex_
+    void signal_group_locked(int sig) const;
+    std::vector<std::string> tail_locked() const;
+
+    const std::shared_ptr<supervisor_core> core_;
+    const std::shared_ptr<task_state<void>> record_;
+    const std::vector<std::string> argv_; // for reports
+    const std::size_t tail_limit_;
+    const boost::asio::any_io_executor executor_;
+    const int pid_;
+
+    // Executor only.
+    std::optional<boost::asio::posix::stream_descriptor> exit_; // the pidfd
+    std::optional<boost::asio::steady_timer> kill_timer_;
+    pipe_reader output_;
+    pipe_reader report_;
+    unique_fd crash_;
+    std::string partial_;          // the line being read
+    std::size_t partial_cut_ = 0;  // bytes of it dropped past max_line_bytes
+    std::string report_bytes_;     // the forked child's failure message
+    std::size_t report_total_ = 0; // bytes seen on the report pipe, kept or not
+    bool exited_ = false;
+    bool finishing_ = false;
+    bool killed_ = false; // SIGKILL sent by the kill timer
+
+    mutable std::mutex mutex_;
+    std::deque<std::string> tail_;
+    std::vector<std::shared_ptr<line_waiter>> waiters_;
+    bool reaped_ = false;
+    bool cancel_sent_ = false; // SIGTERM sent before the child was reaped
+    bool cancelled_ = false;   // the outcome is "cancelled": cancel_sent_ when it was reaped
+    std::optional<int> status_;
+    int reap_errno_ = 0;
+    bool finished_ = false;
+    std::exception_ptr outcome_; // null: exited 0
+};
+
+// What spawn_process hands to posix_spawn, once the options have been checked.
+struct launch_plan {
+    std::string program;          // the file to execute (resolved in PATH if it has no slash)
+    std::vector<std::string> env; // "NAME=value", when replace_env
+    bool replace_env = false;
+    std::optional<std::string> cwd;
+};
+// Throws spawn_error naming the bad argument; starts nothing.
+launch_plan plan_launch(const process_options& options);
+// posix_spawn with stdout and stderr on `output_fd`, stdin on /dev/null, no other fd, its own
+// process group, default signals. Returns 0 or the errno.
+int launch(const launch_plan& plan, const std::vector<std::string>& argv, int output_fd, int& pid);
+
+// The child runs: watch it. Throws spawn_error (with the child killed and reaped, and the
+// record withdrawn) if it cannot be watched.
+process& adopt(const std::shared_ptr<supervisor_core>& core,
+               const std::shared_ptr<task_state<void>>& record, std::vector<std::string> argv,
+               std::size_t tail_limit, int pid, unique_fd output, unique_fd report,
+               unique_fd crash);
+// Ends an admitted child that never ran, as cancelled (the caller throws the reason).
+void withdraw(supervisor_core& core, child_record& record);
+
+// The outcome of a forked child that exited with a non-zero code (forked.cpp): the decoded
+// remote_error, a remote_error saying the message is unreadable, or a process_error.
+std::exception_ptr forked_exit_outcome(const std::vector<std::string>& argv, int pid, int code,
+                                       std::string_view report, std::size_t report_total,
+                                       std::vector<std::string> tail);
+
+} // namespace warden::detail

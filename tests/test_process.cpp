@@ -1,0 +1,635 @@
+#include <warden/process.hpp>
+
+#include <warden/supervisor.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <latch>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/system/system_error.hpp>
+
+#include <spdlog/sinks/ringbuffer_sink.h>
+
+#include <doctest/doctest.h>
+
+#include "helpers.hpp"
+#include "log.hpp"
+
+namespace asio = boost::asio;
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using clock_type = std::chrono::steady_clock;
+
+namespace {
+
+struct temp_dir {
+    fs::path path;
+    temp_dir() {
+        char name[] = "/tmp/warden-process-test-XXXXXX";
+        REQUIRE(::mkdtemp(name) != nullptr);
+        path = name;
+    }
+    ~temp_dir() {
+        std::error_code ignored;
+        fs::remove_all(path, ignored);
+    }
+    temp_dir(const temp_dir&) = delete;
+    temp_dir& operator=(const temp_dir&) = delete;
+};
+
+bool contains(const std::string& text, const std::string& part) {
+    return text.find(part) != std::string::npos;
+}
+
+bool tail_has(const std::vector<std::string>& tail, const std::string& line) {
+    return std::find(tail.begin(), tail.end(), line) != tail.end();
+}
+
+// Runs `argv` under its own supervisor and returns what sup.wait() throws.
+template <class Exception>
+Exception failure_of(std::vector<std::string> argv) {
+    warden::supervisor sup;
+    sup.spawn_process({.argv = std::move(argv)});
+    try {
+        sup.wait();
+    } catch (const Exception& e) {
+        return e;
+    }
+    FAIL("the process did not fail as expected");
+    throw std::logic_error("unreachable");
+}
+
+template <class Exception>
+Exception spawn_error_of(warden::process_options options) {
+    warden::supervisor sup;
+    try {
+        sup.spawn_process(std::move(options));
+    } catch (const Exception& e) {
+        // Nothing was admitted, and the supervisor is still open for business.
+        CHECK(sup.children().empty());
+        CHECK(sup.failures().empty());
+        sup.spawn_process({.argv = {"true"}});
+        sup.wait();
+        return e;
+    }
+    FAIL("spawn_process did not throw");
+    throw std::logic_error("unreachable");
+}
+
+// A child of this process that has exited but was not reaped, or -1 if there is none.
+pid_t zombie() {
+    int status = 0;
+    return ::waitpid(-1, &status, WNOHANG);
+}
+
+// Waits until `pid` (not our child) has exited, up to `deadline`, through a pidfd: readable
+// once the process is gone, whoever reaps it.
+bool ends_within(int pidfd, std::chrono::milliseconds deadline) {
+    pollfd p{pidfd, POLLIN, 0};
+    return ::poll(&p, 1, static_cast<int>(deadline.count())) == 1;
+}
+
+} // namespace
+
+TEST_CASE("a process that exits 0 succeeds") {
+    warden::supervisor sup;
+    auto& p = sup.spawn_process({.argv = {"true"}});
+    CHECK_NOTHROW(p.as_task().get());
+    sup.wait();
+    CHECK(p.done());
+    REQUIRE(p.wait_status());
+    CHECK(WIFEXITED(*p.wait_status()));
+    CHECK(WEXITSTATUS(*p.wait_status()) == 0);
+    CHECK(sup.failures().empty());
+}
+
+TEST_CASE("a process that exits 1 fails with process_error carrying argv, pid, code and output") {
+    warden::supervisor sup;
+    auto& p = sup.spawn_process({.argv = {"sh", "-c", "echo 'config missing' >&2; exit 1"}});
+    try {
+        sup.wait();
+        FAIL("no failure");
+    } catch (const warden::process_error& e) {
+        CHECK(e.exit_code() == 1);
+        CHECK(e.pid() == p.pid());
+        CHECK(e.argv() ==
+              std::vector<std::string>{"sh", "-c", "echo 'config missing' >&2; exit 1"});
+        CHECK(tail_has(e.output_tail(), "config missing"));
+        CHECK(contains(e.what(), "exited with code 1"));
+        CHECK(contains(e.what(), "config missing"));
+    }
+    REQUIRE(sup.first_failure());
+    CHECK(sup.first_failure()->kind == warden::child_kind::process);
+    CHECK(sup.first_failure()->child == p.name());
+}
+
+TEST_CASE("exit code 127 from a shell is a process_error, not a spawn_error") {
+    auto e = failure_of<warden::process_error>({"sh", "-c", "exit 127"});
+    CHECK(e.exit_code() == 127);
+}
+
+TEST_CASE("a process killed by SIGSEGV fails with process_crashed naming the signal") {
+    auto e = failure_of<warden::process_crashed>({"sh", "-c", "ulimit -c 0; kill -SEGV $$"});
+    CHECK(e.signal() == SIGSEGV);
+    CHECK(e.signal_name() == "SIGSEGV");
+    CHECK_FALSE(e.core_dumped());
+    CHECK(e.crash_stack().empty()); // only forked children send one
+    CHECK(contains(e.what(), "killed by SIGSEGV"));
+}
+
+TEST_CASE("a process killed by SIGABRT fails with process_crashed naming the signal") {
+    auto e = failure_of<warden::process_crashed>({"sh", "-c", "ulimit -c 0; kill -ABRT $$"});
+    CHECK(e.signal() == SIGABRT);
+    CHECK(e.signal_name() == "SIGABRT");
+}
+
+TEST_CASE("a process killed by SIGKILL fails with process_crashed naming the signal") {
+    auto e = failure_of<warden::process_crashed>({"sh", "-c", "kill -KILL $$"});
+    CHECK(e.signal() == SIGKILL);
+    CHECK(e.signal_name() == "SIGKILL");
+    CHECK_FALSE(e.core_dumped());
+}
+
+TEST_CASE("a crash that dumps core sets the core-dumped flag") {
+    std::string pattern;
+    std::getline(std::ifstream("/proc/sys/kernel/core_pattern"), pattern);
+    rlimit limit{};
+    ::getrlimit(RLIMIT_CORE, &limit);
+    if (limit.rlim_max == 0 || pattern.empty()) {
+        MESSAGE("core dumps are impossible here (RLIMIT_CORE hard limit 0 or no core_pattern): "
+                "skipped");
+        return;
+    }
+    // core_pattern may name a file relative to the crashing process's cwd: a temp dir.
+    temp_dir dir;
+    warden::supervisor sup;
+    sup.spawn_process(
+        {.argv = {"sh", "-c", "ulimit -c unlimited && kill -SEGV $$"}, .cwd = dir.path});
+    try {
+        sup.wait();
+        FAIL("no failure");
+    } catch (const warden::process_crashed& e) {
+        CHECK(e.signal() == SIGSEGV);
+        CHECK(e.core_dumped());
+        CHECK(contains(e.what(), "core dumped"));
+    }
+}
+
+TEST_CASE("stdout and stderr lines land in the output tail, oldest first, bounded") {
+    warden::supervisor sup;
+    auto& p = sup.spawn_process(
+        {.argv = {"sh", "-c",
+                  "for i in 1 2 3 4 5 6 7 8 9; do echo out$i; done; echo err >&2; "
+                  "printf 'no newline'"},
+         .output_tail = 4});
+    sup.wait();
+    CHECK(p.output_tail() == std::vector<std::string>{"out8", "out9", "err", "no newline"});
+}
+
+TEST_CASE("a 10 MB writer neither blocks nor grows memory past the tail") {
+    warden::supervisor sup;
+    const auto start = clock_type::now();
+    auto& p =
+        sup.spawn_process({.argv = {"sh", "-c",
+                                    "yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c 10000000; "
+                                    "echo; echo done"}});
+    sup.wait();
+    CHECK(clock_type::now() - start < 20s);
+    const auto tail = p.output_tail();
+    CHECK(tail.size() == 64);
+    CHECK(tail.back() == "done");
+}
+
+TEST_CASE("a 10 MB line without a newline is cut, not kept whole") {
+    warden::supervisor sup;
+    auto& p = sup.spawn_process(
+        {.argv = {"sh", "-c", "head -c 10000000 /dev/zero | tr '\\0' x; echo; echo done"}});
+    sup.wait();
+    const auto tail = p.output_tail();
+    REQUIRE(tail.size() == 2);
+    CHECK(tail[0].size() < 70 * 1024);
+    CHECK(contains(tail[0], "bytes cut]"));
+    CHECK(tail[1] == "done");
+}
+
+TEST_CASE("output lines are logged at debug level under the child's name") {
+    auto& logger = warden::detail::log();
+    const auto level = logger.level();
+    auto sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(256);
+    logger.sinks().push_back(sink);
+    logger.set_level(spdlog::level::debug);
+    {
+        warden::supervisor sup;
+        sup.spawn_process({.argv = {"echo", "hello from the child"}, .name = "greeter"});
+        sup.wait();
+    }
+    logger.sinks().pop_back();
+    logger.set_level(level);
+    const auto lines = sink->last_formatted();
+    CHECK(std::any_of(lines.begin(), lines.end(),
+                      [](const auto& l) { return contains(l, "greeter: hello from the child"); }));
+}
+
+TEST_CASE("wait_for_line returns the first matching line") {
+    warden::supervisor sup;
+    auto& p = sup.spawn_process(
+        {.argv = {"sh", "-c",
+                  "echo booting; echo 'listening on 4242'; echo 'listening on 4243'; "
+                  "exec sleep 1000"}});
+    auto line = sup.spawn([&p]() -> asio::awaitable<std::string> {
+        co_return co_await p.wait_for_line("listening on [0-9]+", 10s);
+    });
+    CHECK(line.get() == "listening on 4242");
+    p.terminate();
+    sup.wait();
+    CHECK(sup.failures().empty());
+}
+
+TEST_CASE("wait_for_line finds a line already in the tail") {
+    warden::supervisor sup;
+    auto& p = sup.spawn_process({.argv = {"sh", "-c", "echo ready; echo more"}});
+    sup.wait();
+    CHECK(p.wait_for_line_blocking("^ready$", 1s) == "ready");
+    std::regex pattern("^mo");
+    CHECK(p.wait_for_line_blocking(pattern, 1s) == "more");
+}
+
+TEST_CASE("wait_for_line throws the process's own failure at once when it exits first") {
+    // Each round races the wait's registration against the exit.
+    for (int round = 0; round < 20; ++round) {
+        CAPTURE(round);
+        // capture::location: symbolising 40 spawn stacks would take seconds.
+        warden::supervisor sup(
+            {.policy = warden::policy::collect, .capture = warden::capture::location});
+        auto& p = sup.spawn_process({.argv = {"sh", "-c", "echo 'fatal: no config' >&2; exit 3"}});
+        const auto start = clock_type::now();
+        auto waiter = sup.spawn([&p]() -> asio::awaitable<std::string> {
+            co_return co_await p.wait_for_line("started", 60s);
+        });
+        try {
+            waiter.get();
+            FAIL("no failure");
+        } catch (const warden::process_error& e) {
+            CHECK(e.exit_code() == 3);
+            CHECK(tail_has(e.output_tail(), "fatal: no config"));
+        }
+        CHECK(clock_type::now() - start < 10s);
+        CHECK_THROWS_AS(p.wait_for_line_blocking("started", 60s), warden::process_error);
+        CHECK_THROWS_AS(sup.wait(), warden::failure_group);
+    }
+}
+
+TEST_CASE("the waiter's failure is a copy, so each child keeps its own report") {
+    warden::supervisor sup({.policy = warden::policy::collect});
+    auto& p = sup.spawn_process({.argv = {"sh", "-c", "exit 5"}, .name = "dies"});
+    sup.spawn([&p]() -> asio::awaitable<void> { co_await p.wait_for_line("never", 60s); },
+              {.name = "waits"});
+    CHECK_THROWS_AS(sup.wait(), warden::failure_group);
+    const auto failures = sup.failures();
+    REQUIRE(failures.size() == 2);
+    CHECK(failures[0].child == "dies");
+    CHECK(failures[1].child == "waits");
+    CHECK(failures[0].error != failures[1].error);
+    REQUIRE(warden::report_for(failures[0].error) != nullptr);
+    CHECK(warden::report_for(failures[0].error)->child == "dies");
+}
+
+TEST_CASE("wait_for_line times out with timeout_error carrying the output tail") {
+    // collect: the waiter's timeout must not cancel the process.
+    warden::supervisor sup({.policy = warden::policy::collect});
+    auto& p = sup.spawn_process({.argv = {"sh", "-c", "echo hello; exec sleep 1000"}});
+    REQUIRE(p.wait_for_line_blocking("hello", 10s) == "hello");
+    const auto start = clock_type::now();
+    auto waiter = sup.spawn([&p]() -> asio::awaitable<std::string> {
+        co_return co_await p.wait_for_line("started", 200ms);
+    });
+    try {
+        waiter.get();
+        FAIL("no timeout");
+    } catch (const warden::timeout_error& e) {
+        CHECK(clock_type::now() - start >= 200ms);
+        CHECK(tail_has(e.output_tail(), "hello"));
+        CHECK(contains(e.what(), "started"));
+    }
+    CHECK_THROWS_AS(p.wait_for_line_blocking("started", 100ms), warden::timeout_error);
+    CHECK_FALSE(p.done());
+    sup.cancel();
+    try {
+        sup.wait();
+        FAIL("no failure");
+    } catch (const warden::failure_group& e) {
+        // The waiter's timeout; the cancelled process is no failure.
+        REQUIRE(e.reports().size() == 1);
+        CHECK(e.reports()[0].kind == warden::child_kind::coroutine);
+    }
+}
+
+TEST_CASE("wait_for_line on a process that exits 0 without the line throws timeout_error at once") {
+    warden::supervisor sup;
+    auto& p = sup.spawn_process({.argv = {"echo", "bye"}});
+    const auto start = clock_type::now();
+    try {
+        p.wait_for_line_blocking("started", 60s);
+        FAIL("no error");
+    } catch (const warden::timeout_error& e) {
+        CHECK(contains(e.what(), "exited with code 0"));
+    }
+    CHECK(clock_type::now() - start < 10s);
+    sup.wait();
+}
+
+TEST_CASE("cancelling the coroutine that waits for a line ends its wait") {
+    warden::supervisor sup;
+    auto& p = sup.spawn_process({.argv = {"sleep", "1000"}});
+    auto waiter = sup.spawn([&p]() -> asio::awaitable<std::string> {
+        co_return co_await p.wait_for_line("never", 60s);
+    });
+    waiter.cancel();
+    CHECK_THROWS_AS(waiter.get(), boost::system::system_error);
+    CHECK_FALSE(p.done());
+    p.terminate();
+    sup.wait();
+    CHECK(sup.failures().empty());
+}
+
+TEST_CASE("wait_for_line_blocking on the supervisor's I/O thread is refused") {
+    warden::supervisor sup;
+    auto& p = sup.spawn_process({.argv = {"sleep", "1000"}});
+    auto t = sup.spawn([&p]() -> asio::awaitable<void> {
+        p.wait_for_line_blocking("x", 1s);
+        co_return;
+    });
+    CHECK_THROWS_AS(t.get(), std::logic_error);
+    p.terminate();
+    CHECK_THROWS_AS(sup.wait(), std::logic_error);
+}
+
+TEST_CASE("terminate ends a running process as cancelled, not failed") {
+    warden::supervisor sup;
+    auto& p = sup.spawn_process({.argv = {"sleep", "1000"}});
+    p.terminate();
+    CHECK_THROWS_AS(p.as_task().get(), boost::system::system_error);
+    sup.wait();
+    CHECK(sup.failures().empty());
+    REQUIRE(p.wait_status());
+    CHECK(WIFSIGNALED(*p.wait_status()));
+    CHECK(WTERMSIG(*p.wait_status()) == SIGTERM);
+}
+
+TEST_CASE("cancel sends SIGTERM on the calling thread, even while the I/O thread is stuck") {
+    // What the doctest watchdog relies on: it calls sup.cancel() and then _Exit()s.
+    warden::supervisor sup;
+    auto& p = sup.spawn_process({.argv = {"sleep", "1000"}});
+    const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, p.pid(), 0));
+    REQUIRE(pidfd >= 0);
+    std::latch stuck(1);
+    std::latch release(1);
+    sup.spawn([&]() -> asio::awaitable<void> {
+        stuck.count_down();
+        release.wait(); // blocks the I/O thread itself
+        co_return;
+    });
+    stuck.wait();
+    sup.cancel();
+    CHECK(ends_within(pidfd, 10s)); // exited, though nothing on the I/O thread has run
+    release.count_down();
+    sup.wait();
+    ::close(pidfd);
+    REQUIRE(p.wait_status());
+    CHECK(WTERMSIG(*p.wait_status()) == SIGTERM);
+}
+
+TEST_CASE("terminate of a child that ignores SIGTERM ends it by SIGKILL after cancel_grace") {
+    warden::supervisor sup({.cancel_grace = 300ms});
+    auto& p =
+        sup.spawn_process({.argv = {"sh", "-c", "trap '' TERM; echo ready; exec sleep 1000"}});
+    REQUIRE(p.wait_for_line_blocking("ready", 10s) == "ready");
+    const auto start = clock_type::now();
+    p.terminate();
+    sup.wait();
+    CHECK(clock_type::now() - start >= 300ms);
+    CHECK(sup.failures().empty());
+    REQUIRE(p.wait_status());
+    CHECK(WIFSIGNALED(*p.wait_status()));
+    CHECK(WTERMSIG(*p.wait_status()) == SIGKILL);
+}
+
+TEST_CASE("a sibling's failure cancels a running process") {
+    warden::supervisor sup;
+    auto& p = sup.spawn_process({.argv = {"sleep", "1000"}});
+    sup.spawn([] { throw std::runtime_error("sibling failed"); });
+    CHECK_THROWS_AS(sup.wait(), std::runtime_error);
+    CHECK(sup.failures().size() == 1);
+    CHECK_THROWS_AS(p.as_task().get(), boost::system::system_error); // cancelled
+    CHECK(p.done());
+    REQUIRE(p.wait_status());
+    CHECK(WTERMSIG(*p.wait_status()) == SIGTERM);
+}
+
+TEST_CASE("cancellation reaches the children of a shell") {
+    warden::supervisor sup;
+    auto& p = sup.spawn_process({.argv = {"sh", "-c", "sleep 1000 & echo $!; wait"}});
+    const auto grandchild = std::stoi(p.wait_for_line_blocking("^[0-9]+$", 10s));
+    const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, grandchild, 0));
+    REQUIRE(pidfd >= 0);
+    sup.cancel();
+    sup.wait();
+    CHECK(ends_within(pidfd, 10s));
+    ::close(pidfd);
+}
+
+TEST_CASE("destroying the supervisor kills and reaps its processes") {
+    int pid = -1;
+    {
+        warden::supervisor sup;
+        pid = sup.spawn_process({.argv = {"sleep", "1000"}}).pid();
+    }
+    CHECK(::kill(pid, 0) == -1);
+    CHECK(errno == ESRCH);
+    CHECK(zombie() == -1);
+}
+
+TEST_CASE("a process spawned on a cancelled supervisor is refused and nothing runs") {
+    temp_dir dir;
+    warden::supervisor sup;
+    sup.cancel();
+    CHECK_THROWS_AS(sup.spawn_process({.argv = {"touch", "ran"}, .cwd = dir.path}),
+                    warden::supervisor_closed);
+    sup.wait();
+    CHECK_FALSE(fs::exists(dir.path / "ran"));
+}
+
+TEST_CASE("200 short processes with one failing give exactly one failure and leave nothing") {
+    const auto fds_before = warden_test::fd_count();
+    {
+        warden::supervisor sup;
+        int spawned = 0;
+        try {
+            for (int i = 0; i < 200; ++i) {
+                sup.spawn_process({.argv = {i == 100 ? "false" : "true"}});
+                ++spawned;
+            }
+        } catch (const warden::supervisor_closed&) {
+            // The failure closed the supervisor before the loop ended: fine.
+        }
+        CHECK(spawned > 100);
+        try {
+            sup.wait();
+            FAIL("no failure");
+        } catch (const warden::process_error& e) {
+            CHECK(e.exit_code() == 1);
+            CHECK(e.argv() == std::vector<std::string>{"false"});
+        }
+        CHECK(sup.failures().size() == 1);
+        CHECK(sup.children().empty());
+    }
+    CHECK(zombie() == -1);
+    CHECK(errno == ECHILD);
+    CHECK(warden_test::fd_count() == fds_before);
+}
+
+TEST_CASE("no parent file descriptor except 0-2 reaches the child") {
+    // Descriptors a careless parent leaves inheritable, and one that is close-on-exec.
+    const int plain = ::open("/dev/null", O_RDONLY);
+    int pipe_fds[2];
+    REQUIRE(::pipe(pipe_fds) == 0);
+    const int cloexec = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    REQUIRE(plain >= 0);
+    REQUIRE(cloexec >= 0);
+    std::vector<std::string> fds;
+    {
+        warden::supervisor sup;
+        auto& p = sup.spawn_process({.argv = {WARDEN_TEST_PROGRAMS_DIR "/warden_list_fds"}});
+        sup.wait();
+        fds = p.output_tail();
+    }
+    ::close(plain);
+    ::close(cloexec);
+    ::close(pipe_fds[0]);
+    ::close(pipe_fds[1]);
+    CHECK(fds == std::vector<std::string>{"0", "1", "2"});
+}
+
+TEST_CASE("env replaces the environment when given") {
+    warden::supervisor sup;
+    auto& p = sup.spawn_process({.argv = {"env"}, .env = {{{"WARDEN_ONLY", "1"}}}});
+    sup.wait();
+    CHECK(p.output_tail() == std::vector<std::string>{"WARDEN_ONLY=1"});
+}
+
+TEST_CASE("without env the child inherits the parent's environment") {
+    ::setenv("WARDEN_INHERITED", "yes", 1);
+    warden::supervisor sup;
+    auto& p = sup.spawn_process({.argv = {"sh", "-c", "echo $WARDEN_INHERITED"}});
+    sup.wait();
+    ::unsetenv("WARDEN_INHERITED");
+    CHECK(p.output_tail() == std::vector<std::string>{"yes"});
+}
+
+TEST_CASE("cwd is the child's working directory and a relative program path starts there") {
+    temp_dir dir;
+    std::ofstream(dir.path / "where.sh") << "#!/bin/sh\npwd\n";
+    fs::permissions(dir.path / "where.sh", fs::perms::owner_all);
+    warden::supervisor sup;
+    auto& p = sup.spawn_process({.argv = {"./where.sh"}, .cwd = dir.path});
+    sup.wait();
+    CHECK(p.output_tail() == std::vector<std::string>{fs::canonical(dir.path).string()});
+}
+
+TEST_CASE("the default name is the program's file name and a number") {
+    warden::supervisor sup;
+    auto& p = sup.spawn_process({.argv = {"/bin/true"}});
+    CHECK(p.name().rfind("true#", 0) == 0);
+    sup.wait();
+}
+
+TEST_CASE("spawn_error: a missing program with a slash") {
+    auto e = spawn_error_of<warden::spawn_error>({.argv = {"./no-such-program"}});
+    CHECK(e.argument() == "argv[0]");
+    CHECK(e.code() == std::errc::no_such_file_or_directory);
+    CHECK(contains(e.what(), "./no-such-program"));
+    CHECK(contains(e.what(), "No such file or directory"));
+}
+
+TEST_CASE("spawn_error: a program not found in PATH") {
+    auto e = spawn_error_of<warden::spawn_error>({.argv = {"warden-no-such-program"}});
+    CHECK(e.argument() == "argv[0]");
+    CHECK(e.code() == std::errc::no_such_file_or_directory);
+    CHECK(contains(e.what(), "not found in PATH"));
+}
+
+TEST_CASE("spawn_error: a directory") {
+    temp_dir dir;
+    auto e = spawn_error_of<warden::spawn_error>({.argv = {dir.path.string()}});
+    CHECK(e.argument() == "argv[0]");
+    CHECK(e.code() == std::errc::is_a_directory);
+    CHECK(contains(e.what(), "Is a directory"));
+}
+
+TEST_CASE("spawn_error: a file without the execute bit") {
+    temp_dir dir;
+    std::ofstream(dir.path / "script.sh") << "#!/bin/sh\necho hi\n";
+    fs::permissions(dir.path / "script.sh", fs::perms::owner_read | fs::perms::owner_write);
+    auto e = spawn_error_of<warden::spawn_error>({.argv = {(dir.path / "script.sh").string()}});
+    CHECK(e.argument() == "argv[0]");
+    CHECK(e.code() == std::errc::permission_denied);
+    CHECK(contains(e.what(), "Permission denied"));
+}
+
+TEST_CASE("spawn_error: a missing cwd") {
+    auto e = spawn_error_of<warden::spawn_error>(
+        {.argv = {"true"}, .cwd = fs::path("/tmp/warden-no-such-dir/sub")});
+    CHECK(e.argument() == "cwd");
+    CHECK(e.code() == std::errc::no_such_file_or_directory);
+    CHECK(contains(e.what(), "/tmp/warden-no-such-dir/sub"));
+}
+
+TEST_CASE("spawn_error: a cwd that is a file") {
+    auto e = spawn_error_of<warden::spawn_error>({.argv = {"true"}, .cwd = fs::path("/bin/sh")});
+    CHECK(e.argument() == "cwd");
+    CHECK(e.code() == std::errc::not_a_directory);
+}
+
+TEST_CASE("spawn_error: an empty argv") {
+    auto e = spawn_error_of<warden::spawn_error>({});
+    CHECK(e.argument() == "argv");
+    CHECK(e.code() == std::errc::invalid_argument);
+}
+
+TEST_CASE("spawn_error: an environment variable name containing '='") {
+    auto e = spawn_error_of<warden::spawn_error>({.argv = {"true"}, .env = {{{"A=B", "1"}}}});
+    CHECK(e.argument() == "env");
+    CHECK(e.code() == std::errc::invalid_argument);
+    CHECK(contains(e.what(), "A=B"));
+}
+
+TEST_CASE("spawn_error: an empty environment variable name") {
+    auto e = spawn_error_of<warden::spawn_error>({.argv = {"true"}, .env = {{{"", "1"}}}});
+    CHECK(e.argument() == "env");
+    CHECK(e.code() == std::errc::invalid_argument);
+}
+
+TEST_CASE("spawn_error: a script whose interpreter is missing fails at spawn") {
+    temp_dir dir;
+    std::ofstream(dir.path / "bad.sh") << "#!/no/such/interpreter\n";
+    fs::permissions(dir.path / "bad.sh", fs::perms::owner_all);
+    auto e = spawn_error_of<warden::spawn_error>({.argv = {(dir.path / "bad.sh").string()}});
+    CHECK(e.code() == std::errc::no_such_file_or_directory);
+    CHECK(contains(e.what(), "could not be executed"));
+}
