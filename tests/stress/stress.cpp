@@ -370,10 +370,13 @@ run_result stress_run::execute() {
                     c.what == action::until_cancelled)
                     continue;
                 ++readers;
-                if (first_failing_moment < 0 &&
-                    (c.what == action::exit_nonzero || c.what == action::die_by_signal)) {
+                // After the first failure a process is being cancelled, but the parent is
+                // woken before the siblings are signalled: one that reads its moment first
+                // fails for real, and is then a later failure like any other.
+                if (c.what == action::exit_nonzero || c.what == action::die_by_signal) {
                     std::lock_guard lock(mutex_);
-                    (failing_in_moment > 1 ? may_fail_ : failed_).insert(child_name(c.id));
+                    const bool certain = first_failing_moment < 0 && failing_in_moment == 1;
+                    (certain ? failed_ : may_fail_).insert(child_name(c.id));
                 }
             }
             gate_.release(m);
