@@ -230,6 +230,7 @@ void supervisor_core::child_finished(child_record& child, std::exception_ptr err
     std::shared_ptr<child_record> keep_alive;
     std::vector<std::shared_ptr<child_record>> siblings;
     failure_record* failure = nullptr;
+    std::shared_ptr<failure_report> report;
     bool first = false;
     std::vector<unique_function<void()>> callbacks;
     {
@@ -250,6 +251,9 @@ void supervisor_core::child_finished(child_record& child, std::exception_ptr err
             r.kind = child.kind_;
             r.origin = child.origin_;
             r.when = std::chrono::system_clock::now();
+            // Copied here, under the lock: once it is released a waiter may be writing the
+            // record's symbolised stack (TSan: "collect policy runs every child to the end").
+            report = std::make_shared<failure_report>(r);
             if (first) {
                 failed_at_ = clock_type::now();
                 // Closed here, in the same step that makes this failure the first, so no
@@ -296,9 +300,11 @@ void supervisor_core::child_finished(child_record& child, std::exception_ptr err
         // and only for the first failure: in a storm of ten thousand failures the later
         // ones are logged by their first line and origin (their stacks are symbolised when
         // failures() hands them out).
-        if (first)
+        if (first) {
             symbolise(*failure);
-        auto report = std::make_shared<failure_report>(failure->report);
+            // Ordered after the write by call_once.
+            report->origin.stacktrace = failure->report.origin.stacktrace;
+        }
         register_report(report);
         if (first)
             log().error("{}", report->to_string());

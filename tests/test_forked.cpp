@@ -53,20 +53,22 @@ Exception failure_of(F f) {
     throw std::logic_error("unreachable");
 }
 
+// The sanitizer build must let the deliberate faults below crash, not report them.
 // Volatile so that the compiler can neither prove the write is to null (GCC would make it a
 // trap, SIGILL) nor prove the recursion endless (-Winfinite-recursion).
 int* volatile null_target = nullptr;
 volatile bool keep_recursing = true;
 
-[[gnu::noinline]] void crash_in_forked_worker() {
+[[gnu::noinline, gnu::no_sanitize("undefined")]] void crash_in_forked_worker() {
     *null_target = 42;
 }
 
-[[gnu::noinline]] void abort_in_forked_worker() {
+[[gnu::noinline, gnu::no_sanitize("undefined")]] void abort_in_forked_worker() {
     std::abort();
 }
 
-[[gnu::noinline]] int recurse_in_forked_worker(volatile char* caller_frame) {
+[[gnu::noinline, gnu::no_sanitize("undefined")]] int
+recurse_in_forked_worker(volatile char* caller_frame) {
     volatile char frame[256];
     frame[0] = caller_frame[0];
     return keep_recursing ? recurse_in_forked_worker(frame) : frame[0];

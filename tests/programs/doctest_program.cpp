@@ -59,6 +59,8 @@ TEST_CASE_FIXTURE(warden::doctest::fixture, "CHECK fails inside a child") {
 }
 
 WARDEN_TEST_CASE("coroutine body is cancelled when a child fails") {
+    // Not the watchdog's test: give slow (sanitizer) builds all the time they need.
+    warden::doctest::unobserved_grace = 60s;
     sup.spawn([]() -> asio::awaitable<void> {
         asio::steady_timer t(co_await asio::this_coro::executor, 1ms);
         co_await t.async_wait(asio::use_awaitable);

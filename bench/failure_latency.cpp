@@ -1,0 +1,152 @@
+// Figure: child throws -> parent's `co_await sup.join()` resumed, p50 and p99 over 10k trials,
+// for a coroutine child and for a thread (blocking) child. Targets: p50 < 20 us, p99 < 100 us.
+//
+// Measured from just before the child's `throw` to the first statement of the parent's catch
+// block, with steady_clock (one clock for every thread). The parent is a coroutine on an
+// io_context run by this thread, and the supervisor is `supervisor{io.get_executor()}`, so a
+// coroutine child runs on the parent's thread and a thread child on the pool. Each trial has a
+// fresh supervisor (fail_fast closes it), and the child throws only once the parent's join
+// is suspended, so the whole wake-up path is measured.
+//
+// The target rows run with capture::location and the "warden" logger off; the defaults rows
+// (capture::stacktrace, logger at its default level, so every failure is symbolised and
+// printed) are reported for information, over fewer trials: a report symbolised on a fresh
+// supervisor's pool thread builds a libbacktrace state of its own (~20 MB, never freed), so
+// these trials are slow and grow the process; the RSS growth is in the note.
+
+#include <atomic>
+#include <stdexcept>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <warden/supervisor.hpp>
+
+#include "common.hpp"
+
+namespace asio = boost::asio;
+using namespace warden_bench;
+
+namespace {
+
+struct trial_times {
+    bench_clock::time_point thrown;
+    bench_clock::time_point caught;
+};
+
+asio::awaitable<void> join_and_catch(warden::supervisor& sup, trial_times& times) {
+    try {
+        co_await sup.join();
+    } catch (const std::runtime_error&) {
+        times.caught = bench_clock::now();
+    }
+}
+
+void check_handler(std::exception_ptr e) {
+    if (e)
+        std::rethrow_exception(e);
+}
+
+double coroutine_trial(asio::io_context& io, warden::capture capture) {
+    trial_times times;
+    {
+        warden::supervisor sup{io.get_executor(), {.capture = capture}};
+        sup.spawn([&times]() -> asio::awaitable<void> {
+            // Two turns of the io_context: the parent's join runs and suspends first.
+            auto executor = co_await asio::this_coro::executor;
+            co_await asio::post(executor, asio::use_awaitable);
+            co_await asio::post(executor, asio::use_awaitable);
+            times.thrown = bench_clock::now();
+            throw std::runtime_error("latency trial");
+        });
+        asio::co_spawn(io, join_and_catch(sup, times), check_handler);
+        io.run();
+        io.restart();
+    }
+    return microseconds(times.caught - times.thrown);
+}
+
+double thread_trial(asio::io_context& io, warden::capture capture) {
+    trial_times times;
+    {
+        warden::supervisor sup{io.get_executor(), {.threads = 1, .capture = capture}};
+        std::atomic<bool> go{false};
+        sup.spawn([&times, &go] {
+            go.wait(false);
+            times.thrown = bench_clock::now();
+            throw std::runtime_error("latency trial");
+        });
+        asio::co_spawn(io, join_and_catch(sup, times), check_handler);
+        // Runs after the parent's first turn, in which its join suspends.
+        asio::post(io, [&go] {
+            go.store(true);
+            go.notify_one();
+        });
+        io.run();
+        io.restart();
+    }
+    return microseconds(times.caught - times.thrown);
+}
+
+struct samples {
+    std::vector<double> coroutine;
+    std::vector<double> thread;
+};
+
+samples run_trials(std::size_t trials, std::size_t warmup, warden::capture capture) {
+    asio::io_context io;
+    samples out;
+    for (std::size_t i = 0; i < warmup + trials; ++i) {
+        // Alternated, so both kinds see the same machine load.
+        const double c = coroutine_trial(io, capture);
+        const double t = thread_trial(io, capture);
+        if (i >= warmup) {
+            out.coroutine.push_back(c);
+            out.thread.push_back(t);
+        }
+    }
+    return out;
+}
+
+void emit_percentiles(const std::string& what, const std::vector<double>& s, bool targets,
+                      const std::string& note) {
+    const double p50 = percentile(s, 50);
+    const double p99 = percentile(s, 99);
+    emit({what + ", p50", p50, std::nullopt, "us", targets ? "< 20 us" : "-",
+          targets ? check(p50 < 20) : verdict::info, note});
+    emit({what + ", p99", p99, std::nullopt, "us", targets ? "< 100 us" : "-",
+          targets ? check(p99 < 100) : verdict::info, note});
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    const bool smoke = take_smoke_flag(argc, argv);
+    const std::size_t trials = smoke ? 200 : 10'000;
+    const std::size_t default_trials = smoke ? 20 : 100;
+
+    auto& logger = warden_logger();
+    const auto default_level = logger.level();
+    logger.set_level(spdlog::level::off);
+    const auto quiet = run_trials(trials, smoke ? 10 : 100, warden::capture::location);
+    const std::string quiet_note =
+        fmt::format("{} trials; capture::location; logger \"warden\" off", trials);
+    emit_percentiles("failure -> join: coroutine child", quiet.coroutine, true, quiet_note);
+    emit_percentiles("failure -> join: thread child", quiet.thread, true, quiet_note);
+
+    logger.set_level(default_level);
+    const long rss_before = resident_mb();
+    const auto defaults = run_trials(default_trials, smoke ? 2 : 10, warden::capture::stacktrace);
+    const std::string defaults_note = fmt::format(
+        "{} trials; defaults: capture::stacktrace, logger \"warden\" at {} (stderr); "
+        "RSS {} -> {} MB",
+        default_trials, spdlog::level::to_string_view(default_level), rss_before, resident_mb());
+    emit_percentiles("failure -> join, defaults: coroutine child", defaults.coroutine, false,
+                     defaults_note);
+    emit_percentiles("failure -> join, defaults: thread child", defaults.thread, false,
+                     defaults_note);
+    return 0;
+}

@@ -1,0 +1,87 @@
+#pragma once
+
+// Spawn + join of 100k trivial coroutine children: warden against asio::co_spawn with a
+// counting completion handler, both on one io_context run by the calling thread. That is the
+// fair comparison: `supervisor{io.get_executor()}` puts the children on the same
+// single-threaded io_context as the baseline. The default-constructed supervisor (its own
+// I/O thread, the caller blocked in wait()) is measured too, for information: it adds a
+// thread hand-off that the baseline does not have.
+
+#include <cstdlib>
+#include <exception>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include <warden/supervisor.hpp>
+
+#include "common.hpp"
+
+namespace warden_bench {
+
+namespace asio = boost::asio;
+
+inline asio::awaitable<void> trivial_child() {
+    co_return;
+}
+
+inline void raw_co_spawn(std::size_t n) {
+    asio::io_context io;
+    std::size_t done = 0;
+    for (std::size_t i = 0; i < n; ++i)
+        asio::co_spawn(io, trivial_child(), [&done](std::exception_ptr) { ++done; });
+    io.run();
+    if (done != n)
+        std::abort();
+}
+
+inline void warden_caller_io(std::size_t n, warden::capture capture) {
+    asio::io_context io;
+    warden::supervisor sup{io.get_executor(), {.capture = capture}};
+    for (std::size_t i = 0; i < n; ++i)
+        sup.spawn(trivial_child);
+    bool joined = false;
+    asio::co_spawn(io, sup.join(), [&joined](std::exception_ptr e) {
+        if (e)
+            std::rethrow_exception(e);
+        joined = true;
+    });
+    io.run();
+    if (!joined)
+        std::abort();
+}
+
+inline void warden_own_io(std::size_t n, warden::capture capture) {
+    warden::supervisor sup{{.capture = capture}};
+    for (std::size_t i = 0; i < n; ++i)
+        sup.spawn(trivial_child);
+    sup.wait();
+}
+
+inline int spawn_coroutine_main(int argc, char** argv, warden::capture capture, const char* figure,
+                                double target) {
+    const bool smoke = take_smoke_flag(argc, argv);
+    const std::size_t n = 100'000;
+    const int repetitions = smoke ? 2 : 21;
+    auto add = [&](const char* name, auto fn) {
+        add_fresh_process_benchmark(name, repetitions, fn);
+    };
+    add("raw_co_spawn", [n] { raw_co_spawn(n); });
+    add("warden_caller_io", [n, capture] { warden_caller_io(n, capture); });
+    add("warden_own_io", [n, capture] { warden_own_io(n, capture); });
+    auto medians = run_benchmarks(argc, argv);
+
+    const double raw = median_of(medians, "raw_co_spawn");
+    const double caller = median_of(medians, "warden_caller_io");
+    const double own = median_of(medians, "warden_own_io");
+    emit({fmt::format("{}: 100k coroutine spawn+join, supervisor on caller's io_context", figure),
+          caller, raw, "ms", fmt::format("<= {:.2f}x", target), check(caller <= target * raw),
+          fmt::format("median of {} interleaved repetitions, each in a fresh process",
+                      repetitions)});
+    emit({fmt::format("{}: same, supervisor with its own I/O thread (info)", figure), own, raw,
+          "ms", "-", verdict::info, "default constructor; caller blocks in sup.wait()"});
+    return 0;
+}
+
+} // namespace warden_bench

@@ -1,0 +1,8 @@
+// Figure: spawn + join of 100k trivial coroutine children, capture::stacktrace (the
+// default), against asio::co_spawn with a counting completion handler. Target: <= 3x.
+#include "spawn_coroutine.hpp"
+
+int main(int argc, char** argv) {
+    return warden_bench::spawn_coroutine_main(argc, argv, warden::capture::stacktrace,
+                                              "coroutine, stacktrace", 3.0);
+}
