@@ -93,8 +93,8 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
     // without waiting for the cancelled siblings (wait_until).
     step evaluate(std::unique_lock<std::mutex>& lock, std::chrono::steady_clock::time_point now,
                   std::chrono::steady_clock::time_point deadline, bool at_once);
-    // Registers a one-shot callback run on the next state change (child finished, failure,
-    // notify, cancel). Caller holds the lock.
+    // Registers a one-shot callback run at the next settling change (every child done, a
+    // failure, cancel). Caller holds the lock.
     void on_next_change(std::unique_lock<std::mutex>& lock, unique_function<void()> fn);
     std::unique_lock<std::mutex> lock() const { return std::unique_lock(mutex_); }
     std::chrono::steady_clock::time_point failure_deadline_locked() const;
@@ -119,7 +119,9 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
     failure_report snapshot_locked(failure_record& r, bool with_stragglers) const;
     void symbolise(failure_record& r) const;
     std::vector<running_child> running_locked() const;
-    void notify_locked(std::unique_lock<std::mutex>& lock);
+    // Wakes wait_until (every change); `settled` also wakes join and wait: every child done,
+    // a failure, or a cancel.
+    void notify_locked(std::unique_lock<std::mutex>& lock, bool settled);
 
     supervisor_options options_;
     mutable std::optional<boost::asio::io_context> own_io_; // mutable: get_executor() is not const
@@ -129,7 +131,8 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
     std::unique_ptr<boost::asio::thread_pool> pool_;
 
     mutable std::mutex mutex_;
-    std::condition_variable changed_;
+    std::condition_variable changed_; // any change: wait_until
+    std::condition_variable settled_; // all done, failed or cancelled: join, wait
     enum class phase { open, cancelled, failed } phase_ = phase::open;
     std::map<std::uint64_t, std::shared_ptr<child_record>> live_;
     std::uint64_t next_id_ = 0;
@@ -137,6 +140,7 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
     std::chrono::steady_clock::time_point failed_at_;
     bool failure_observed_ = false;
     std::uint64_t notifications_ = 0;
+    std::uint64_t settlements_ = 0;
     std::vector<unique_function<void()>> change_waiters_;
     std::vector<std::unique_ptr<process>> processes_;
     std::stop_source stop_;

@@ -565,7 +565,7 @@ void process_state::cancel_waiter_timer(const std::shared_ptr<line_waiter>& w) {
 void withdraw(supervisor_core& core, child_record& record) {
     // Marked cancelled first, so the supervisor counts it as cancelled, not failed: the
     // caller gets the spawn_error itself.
-    record.stop_.request_stop();
+    record.cancel_requested_.store(true, std::memory_order_release);
     core.child_finished(record, std::make_exception_ptr(boost::system::system_error(
                                     asio::error::operation_aborted, "warden: spawn failed")));
 }

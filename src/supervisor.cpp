@@ -121,8 +121,7 @@ void child_record::wait_done() const {
     // Only a thread child can finish while the I/O thread is blocked here.
     if (owner_ && kind_ != child_kind::thread)
         owner_->check_can_block("task::get");
-    std::unique_lock lock(mutex_);
-    done_cv_.wait(lock, [&] { return done(); });
+    done_.wait(false, std::memory_order_acquire);
 }
 
 void child_record::on_done(unique_function<void()> fn) {
@@ -170,6 +169,8 @@ void supervisor_core::admit(const std::shared_ptr<child_record>& child, child_ki
     if (options_.capture == capture::stacktrace)
         child->spawn_stack_ = capture_stack(2); // admit() and supervisor::admit()
     child->owner_ = shared_from_this();
+    if (kind == child_kind::thread)
+        child->stop_ = std::stop_source(); // before any other thread can see the record
     {
         std::lock_guard lock(mutex_);
         if (phase_ != phase::open)
@@ -200,7 +201,7 @@ void supervisor_core::arm_cancel(child_record& child, unique_function<void()> ac
         return;
     child.cancel_action_ = std::move(action);
     // A cancel that came between admit() and here found no action: deliver it now.
-    if (child.stop_.stop_requested() && !child.cancel_delivered_ && child.cancel_action_) {
+    if (child.cancel_requested() && !child.cancel_delivered_ && child.cancel_action_) {
         child.cancel_delivered_ = true;
         child.cancel_action_();
     }
@@ -209,10 +210,12 @@ void supervisor_core::arm_cancel(child_record& child, unique_function<void()> ac
 void supervisor_core::cancel_child(child_record& child) {
     if (child.done())
         return;
-    // request_stop() is true once: every child is cancelled at most once. It runs the
+    // The exchange makes every child cancelled at most once. request_stop() runs the
     // child's own stop callbacks, so it is called without holding any lock of ours.
-    if (!child.stop_.request_stop())
+    if (child.cancel_requested_.exchange(true, std::memory_order_acq_rel))
         return;
+    if (child.stop_.stop_possible())
+        child.stop_.request_stop();
     std::lock_guard lock(child.mutex_);
     if (!child.done() && child.cancel_action_ && !child.cancel_delivered_) {
         child.cancel_delivered_ = true;
@@ -273,9 +276,12 @@ void supervisor_core::child_finished(child_record& child, std::exception_ptr err
             // Release: pairs with the acquire in done(); error_ and the value are visible.
             child.done_.store(true, std::memory_order_release);
         }
-        notify_locked(lock);
+        // Waits without a predicate (join, wait) care only whether every child is done
+        // or one has failed; waking them for each of 100k finishing children costs more
+        // than the children do.
+        notify_locked(lock, failed || live_.empty());
     }
-    child.done_cv_.notify_all();
+    child.done_.notify_all();
     for (auto& callback : callbacks)
         callback();
 
@@ -306,11 +312,14 @@ void supervisor_core::child_finished(child_record& child, std::exception_ptr err
             report->origin.stacktrace = failure->report.origin.stacktrace;
         }
         register_report(report);
-        if (first)
-            log().error("{}", report->to_string());
-        else
-            log().error("{} (after the first failure)\n{}", first_line(*report),
-                        describe_origin(report->origin, "  "));
+        // Guarded: building the text costs more than the failure's whole trip to the parent.
+        if (log().should_log(spdlog::level::err)) {
+            if (first)
+                log().error("{}", report->to_string());
+            else
+                log().error("{} (after the first failure)\n{}", first_line(*report),
+                            describe_origin(report->origin, "  "));
+        }
     } else if (log().should_log(spdlog::level::debug)) {
         log().debug("{}: {} ({}) finished after {}: {}", options_.name, child.name_,
                     to_string(child.kind_), format_running_for(elapsed),
@@ -318,12 +327,17 @@ void supervisor_core::child_finished(child_record& child, std::exception_ptr err
     }
 }
 
-void supervisor_core::notify_locked(std::unique_lock<std::mutex>& lock) {
+void supervisor_core::notify_locked(std::unique_lock<std::mutex>& lock, bool settled) {
     ++notifications_;
-    auto waiters = std::move(change_waiters_);
-    change_waiters_.clear();
+    std::vector<unique_function<void()>> waiters;
+    if (settled) {
+        ++settlements_;
+        waiters.swap(change_waiters_);
+    }
     lock.unlock();
     changed_.notify_all();
+    if (settled)
+        settled_.notify_all();
     for (auto& waiter : waiters)
         waiter();
     lock.lock();
@@ -331,7 +345,7 @@ void supervisor_core::notify_locked(std::unique_lock<std::mutex>& lock) {
 
 void supervisor_core::notify() {
     auto lock = this->lock();
-    notify_locked(lock);
+    notify_locked(lock, false);
 }
 
 void supervisor_core::on_next_change(std::unique_lock<std::mutex>&, unique_function<void()> fn) {
@@ -346,7 +360,7 @@ void supervisor_core::cancel() {
             phase_ = phase::cancelled;
         for (auto& [id, child] : live_)
             children.push_back(child);
-        notify_locked(lock);
+        notify_locked(lock, true);
     }
     stop_.request_stop();
     for (auto& child : children)
@@ -436,8 +450,11 @@ supervisor_core::step supervisor_core::evaluate(std::unique_lock<std::mutex>&,
     if (!live_.empty())
         return {verdict::keep_waiting, {}, deadline};
     if (unobserved) {
+        // Only what no wait has thrown yet: a failure is thrown once.
         std::vector<failure_report> reports;
         for (auto& r : failures_) {
+            if (r.observed)
+                continue;
             r.observed = true;
             reports.push_back(snapshot_locked(r, false));
         }
@@ -506,8 +523,13 @@ void supervisor_core::wait(clock_type::time_point deadline, clock_type::duration
         auto wake = std::min(s.wake_at, deadline);
         if (pred != nullptr)
             wake = std::min(wake, now + poll);
-        const auto seen = notifications_;
-        changed_.wait_until(lock, wake, [&] { return notifications_ != seen; });
+        if (pred != nullptr) {
+            const auto seen = notifications_;
+            changed_.wait_until(lock, wake, [&] { return notifications_ != seen; });
+        } else {
+            const auto seen = settlements_;
+            settled_.wait_until(lock, wake, [&] { return settlements_ != seen; });
+        }
     }
 }
 
@@ -595,7 +617,7 @@ void supervisor_core::shutdown() noexcept {
                 lock.lock();
                 continue;
             }
-            if (changed_.wait_for(lock, options_.cancel_grace, [&] { return live_.empty(); }))
+            if (settled_.wait_for(lock, options_.cancel_grace, [&] { return live_.empty(); }))
                 break;
             std::string names;
             for (const auto& [id, child] : live_)
@@ -658,11 +680,14 @@ void supervisor::start_coroutine(std::shared_ptr<detail::child_record> child,
     auto core = core_;
     auto signal = std::make_shared<asio::cancellation_signal>();
     auto executor = core->executor();
-    asio::co_spawn(detail::child_executor(executor, child), std::move(body),
-                   asio::bind_cancellation_slot(signal->slot(),
-                                                [core, child, signal](std::exception_ptr error) {
-                                                    core->child_finished(*child, std::move(error));
-                                                }));
+    auto on_end = asio::bind_cancellation_slot(signal->slot(),
+                                               [core, child, signal](std::exception_ptr error) {
+                                                   core->child_finished(*child, std::move(error));
+                                               });
+    if (auto* io = executor.target<asio::io_context::executor_type>())
+        asio::co_spawn(detail::child_executor(*io, child), std::move(body), std::move(on_end));
+    else
+        asio::co_spawn(detail::child_executor(executor, child), std::move(body), std::move(on_end));
     // Armed after co_spawn has connected the slot, so an early cancel is not lost.
     core->arm_cancel(*child, [signal, executor] {
         asio::post(executor, [signal] { signal->emit(asio::cancellation_type::terminal); });

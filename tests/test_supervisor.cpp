@@ -542,3 +542,18 @@ TEST_CASE("wait_until throws a failure recorded while its predicate ran, even if
                         30s),
                     std::runtime_error);
 }
+
+TEST_CASE("under collect, a failure thrown by wait_until is not thrown again by join") {
+    warden::supervisor sup{warden::supervisor_options{.policy = warden::policy::collect}};
+    sup.spawn([] { throw std::runtime_error("early"); }, {.name = "early"});
+    CHECK_THROWS_AS(sup.wait_until([] { return false; }, 30s), std::runtime_error);
+    sup.spawn([] { throw std::runtime_error("late"); }, {.name = "late"});
+    try {
+        sup.wait_for(30s);
+        FAIL("no throw");
+    } catch (const warden::failure_group& group) {
+        REQUIRE(group.reports().size() == 1);
+        CHECK(group.reports()[0].child == "late");
+    }
+    CHECK_NOTHROW(sup.wait());
+}

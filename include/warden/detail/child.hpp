@@ -2,7 +2,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <exception>
 #include <memory>
@@ -52,7 +51,9 @@ class child_record {
     // Runs fn once the child is done: at once on this thread if it already is, else on the
     // thread that completes it.
     void on_done(unique_function<void()> fn);
-    bool cancel_requested() const noexcept { return stop_.stop_requested(); }
+    bool cancel_requested() const noexcept {
+        return cancel_requested_.load(std::memory_order_acquire);
+    }
 
     // Written once at admission, before any other thread sees the record.
     std::uint64_t id_ = 0;
@@ -63,9 +64,11 @@ class child_record {
     std::chrono::steady_clock::time_point started_;
     std::shared_ptr<supervisor_core> owner_;
 
-    std::stop_source stop_;
+    // Set once, by the first cancel. Thread children also get a stop_source at admission
+    // (the others do without its allocation).
+    std::atomic<bool> cancel_requested_{false};
+    std::stop_source stop_{std::nostopstate};
     mutable std::mutex mutex_;
-    mutable std::condition_variable done_cv_;
     unique_function<void()> cancel_action_;        // guarded by mutex_
     bool cancel_delivered_ = false;                // guarded by mutex_
     std::vector<unique_function<void()>> on_done_; // guarded by mutex_
