@@ -75,7 +75,13 @@ exception_description describe(const std::exception_ptr& error) {
     }
 }
 
-bool is_cancellation(const std::exception_ptr& error) {
+std::string format_running_for(clock_type::duration d) {
+    return fmt::format("{:.3f} s", std::chrono::duration<double>(d).count());
+}
+
+} // namespace
+
+bool is_cancellation(const std::exception_ptr& error) noexcept {
     try {
         std::rethrow_exception(error);
     } catch (const boost::system::system_error& e) {
@@ -86,12 +92,6 @@ bool is_cancellation(const std::exception_ptr& error) {
         return false;
     }
 }
-
-std::string format_running_for(clock_type::duration d) {
-    return fmt::format("{:.3f} s", std::chrono::duration<double>(d).count());
-}
-
-} // namespace
 
 child_record* current_child() noexcept {
     return running_child_;

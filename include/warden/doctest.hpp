@@ -76,16 +76,6 @@ struct test_name_listener : ::doctest::IReporter {
     void test_case_skipped(const ::doctest::TestCaseData&) override {}
 };
 
-inline bool is_cancellation(const std::exception_ptr& error) {
-    try {
-        std::rethrow_exception(error);
-    } catch (const boost::system::system_error& e) {
-        return e.code() == boost::asio::error::operation_aborted;
-    } catch (...) {
-        return false;
-    }
-}
-
 } // namespace detail
 
 // The fixture: `sup` is a supervisor whose children know the running test.
@@ -201,7 +191,7 @@ class coroutine_fixture : public fixture {
         if (!body_error)
             return;
         // Cancelled because a child failed: the child's failure is the test's.
-        if (detail::is_cancellation(body_error) && sup.first_failure())
+        if (warden::detail::is_cancellation(body_error) && sup.first_failure())
             sup.wait_for(join_deadline);
         std::rethrow_exception(body_error);
     }

@@ -20,6 +20,10 @@ namespace warden::detail {
 class supervisor_core;
 struct stack_capture;
 
+// True for the exception a child ends with when it obeys a cancellation: Asio's
+// operation_aborted, or std::errc::operation_canceled.
+bool is_cancellation(const std::exception_ptr& error) noexcept;
+
 // One child's shared state. Private to warden: src/ writes it, templates read it.
 //
 // Ownership: the supervisor's table holds a child from admission until its completion has
