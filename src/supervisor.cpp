@@ -731,8 +731,14 @@ asio::awaitable<void> supervisor::join() {
             if (s.what == detail::supervisor_core::verdict::finished)
                 co_return;
             timer->expires_at(s.wake_at);
-            core->on_next_change(
-                lock, [timer, executor] { asio::post(executor, [timer] { timer->cancel(); }); });
+            // Weak: a waker left behind (its join was cancelled) must not keep a timer
+            // alive past its io_context (TSan, warden_stress under .ci/run tsan).
+            core->on_next_change(lock, [weak = std::weak_ptr(timer), executor] {
+                asio::post(executor, [weak] {
+                    if (auto t = weak.lock())
+                        t->cancel();
+                });
+            });
         }
         co_await timer->async_wait(asio::as_tuple(asio::use_awaitable));
         auto state = co_await asio::this_coro::cancellation_state;

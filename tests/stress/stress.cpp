@@ -106,8 +106,13 @@ class moment_gate {
                 std::lock_guard lock(mutex_);
                 if (released_ >= moment)
                     co_return;
-                wakers_.push_back(
-                    [timer, executor] { asio::post(executor, [timer] { timer->cancel(); }); });
+                // Weak: the gate outlives the supervisor and its io_context.
+                wakers_.push_back([weak = std::weak_ptr(timer), executor] {
+                    asio::post(executor, [weak] {
+                        if (auto t = weak.lock())
+                            t->cancel();
+                    });
+                });
             }
             if (honour) {
                 // The release cancels the timer too: only the coroutine's own cancellation
