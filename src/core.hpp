@@ -118,6 +118,8 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
   private:
     failure_report snapshot_locked(failure_record& r, bool with_stragglers) const;
     void symbolise(failure_record& r) const;
+    running_child describe_running(const child_record& child,
+                                   std::chrono::steady_clock::time_point now) const;
     std::vector<running_child> running_locked() const;
     // Wakes wait_until (every change); `settled` also wakes join and wait: every child done,
     // a failure, or a cancel.
@@ -136,7 +138,9 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
     enum class phase { open, cancelled, failed } phase_ = phase::open;
     std::map<std::uint64_t, std::shared_ptr<child_record>> live_;
     std::uint64_t next_id_ = 0;
-    std::deque<failure_record> failures_; // deque: records never move; first is first
+    // deque: records never move; first is first. mutable: a record's symbolised stack is a
+    // cache filled on first hand-out, by const accessors too.
+    mutable std::deque<failure_record> failures_;
     std::chrono::steady_clock::time_point failed_at_;
     bool failure_observed_ = false;
     std::uint64_t notifications_ = 0;

@@ -374,15 +374,19 @@ void supervisor_core::symbolise(failure_record& r) const {
     });
 }
 
+running_child supervisor_core::describe_running(const child_record& child,
+                                                clock_type::time_point now) const {
+    running_child c{child.name_, child.kind_, now - child.started_, child.origin_};
+    if (child.spawn_stack_)
+        c.origin.stacktrace = detail::symbolise(*child.spawn_stack_);
+    return c;
+}
+
 std::vector<running_child> supervisor_core::running_locked() const {
     std::vector<running_child> out;
     const auto now = clock_type::now();
-    for (const auto& [id, child] : live_) {
-        running_child c{child->name_, child->kind_, now - child->started_, child->origin_};
-        if (child->spawn_stack_)
-            c.origin.stacktrace = detail::symbolise(*child->spawn_stack_);
-        out.push_back(std::move(c));
-    }
+    for (const auto& [id, child] : live_)
+        out.push_back(describe_running(*child, now));
     return out;
 }
 
@@ -547,16 +551,13 @@ void supervisor_core::throw_join_timeout(clock_type::duration timeout) const {
 std::vector<child_info> supervisor_core::children() const {
     auto lock = this->lock();
     std::vector<child_info> out;
-    for (auto& c : running_locked()) {
-        out.push_back(
-            {std::move(c.name), c.kind, child_state::running, std::move(c.origin), c.running_for});
+    const auto now = clock_type::now();
+    for (const auto& [id, child] : live_) {
+        auto c = describe_running(*child, now);
+        out.push_back({std::move(c.name), c.kind,
+                       child->cancel_requested() ? child_state::cancelling : child_state::running,
+                       std::move(c.origin), c.running_for});
     }
-    std::size_t i = 0;
-    for (const auto& [id, child] : live_)
-        if (child->cancel_requested())
-            out[i++].state = child_state::cancelling;
-        else
-            ++i;
     return out;
 }
 
@@ -564,21 +565,15 @@ std::optional<failure_report> supervisor_core::first_failure() const {
     auto lock = this->lock();
     if (failures_.empty())
         return std::nullopt;
-    auto& first = const_cast<failure_record&>(failures_.front());
-    return snapshot_locked(first, false);
+    return snapshot_locked(failures_.front(), false);
 }
 
 std::vector<failure_report> supervisor_core::failures() const {
     auto lock = this->lock();
     std::vector<failure_report> out;
-    for (auto& r : failures_) {
-        auto& record = const_cast<failure_record&>(r);
-        symbolise(record);
-        out.push_back(record.report);
-    }
-    if (!out.empty())
-        out.front().suppressed =
-            snapshot_locked(const_cast<failure_record&>(failures_.front()), false).suppressed;
+    // snapshot_locked gives the first its suppressed lines, the others none.
+    for (auto& r : failures_)
+        out.push_back(snapshot_locked(r, false));
     return out;
 }
 
