@@ -49,22 +49,18 @@ struct blocking_result<Fn, true> {
     using type = std::invoke_result_t<Fn&, std::stop_token>;
 };
 
+// A child with a value stores it in its task before it completes. (A void child needs no
+// such frame: co_spawn runs its awaitable, or keeps its callable alive, by itself.)
 template <class T, class Fn>
 boost::asio::awaitable<void> run_coroutine_child(std::shared_ptr<task_state<T>> state, Fn fn) {
     // fn is a parameter of this frame, so a lambda's captures outlive the coroutine it makes.
-    if constexpr (std::is_void_v<T>)
-        co_await std::invoke(fn);
-    else
-        state->set_value(co_await std::invoke(fn));
+    state->set_value(co_await std::invoke(fn));
 }
 
 template <class T>
 boost::asio::awaitable<void> run_awaitable_child(std::shared_ptr<task_state<T>> state,
                                                  boost::asio::awaitable<T> body) {
-    if constexpr (std::is_void_v<T>)
-        co_await std::move(body);
-    else
-        state->set_value(co_await std::move(body));
+    state->set_value(co_await std::move(body));
 }
 
 } // namespace detail
@@ -109,7 +105,10 @@ class supervisor {
                   std::source_location where = std::source_location::current()) {
         auto state = std::make_shared<detail::task_state<T>>();
         admit(state, child_kind::coroutine, std::move(options), where);
-        start_coroutine(state, detail::run_awaitable_child<T>(state, std::move(body)));
+        if constexpr (std::is_void_v<T>)
+            start_coroutine(state, std::move(body));
+        else
+            start_coroutine(state, detail::run_awaitable_child<T>(state, std::move(body)));
         return task<T>(std::move(state));
     }
 
@@ -164,6 +163,8 @@ class supervisor {
                spawn_options options, const std::source_location& where);
     void start_coroutine(std::shared_ptr<detail::child_record> child,
                          boost::asio::awaitable<void> body);
+    void start_coroutine(std::shared_ptr<detail::child_record> child,
+                         detail::unique_function<boost::asio::awaitable<void>()> body);
     void start_blocking(std::shared_ptr<detail::child_record> child,
                         detail::unique_function<void(std::stop_token)> body);
     process& start_forked(detail::unique_function<void()> body, spawn_options options,
@@ -182,8 +183,12 @@ auto supervisor::spawn(F&& f, spawn_options options, std::source_location where)
         using value_type = typename detail::returns_awaitable<fn_type>::value_type;
         auto state = std::make_shared<detail::task_state<value_type>>();
         admit(state, child_kind::coroutine, std::move(options), where);
-        start_coroutine(
-            state, detail::run_coroutine_child<value_type>(state, fn_type(std::forward<F>(f))));
+        if constexpr (std::is_void_v<value_type>)
+            start_coroutine(state, detail::unique_function<boost::asio::awaitable<void>()>(
+                                       fn_type(std::forward<F>(f))));
+        else
+            start_coroutine(state, detail::run_coroutine_child<value_type>(
+                                       state, fn_type(std::forward<F>(f))));
         return task<value_type>(std::move(state));
     } else if constexpr (std::is_invocable_v<fn_type&, std::stop_token> ||
                          std::is_invocable_v<fn_type&>) {

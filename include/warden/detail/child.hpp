@@ -12,6 +12,8 @@
 #include <type_traits>
 #include <vector>
 
+#include <boost/asio/cancellation_signal.hpp>
+
 #include <warden/detail/function.hpp>
 #include <warden/report.hpp>
 
@@ -74,10 +76,19 @@ class child_record {
     std::stop_source stop_{std::nostopstate};
     mutable std::mutex mutex_;
     unique_function<void()> cancel_action_;        // guarded by mutex_
+    // A coroutine child's cancellation slot is bound to this signal; emitted on the
+    // supervisor's executor by its cancel action.
+    boost::asio::cancellation_signal cancel_signal_;
     bool cancel_delivered_ = false;                // guarded by mutex_
     std::vector<unique_function<void()>> on_done_; // guarded by mutex_
     std::exception_ptr error_;                     // written before done_
     std::atomic<bool> done_{false};
+
+    // Links of the supervisor's table of running children (live_list in src/core.hpp),
+    // guarded by the supervisor's mutex. `table_ref_` is the table's own reference.
+    std::shared_ptr<child_record> table_ref_;
+    child_record* table_prev_ = nullptr;
+    child_record* table_next_ = nullptr;
 };
 
 template <class T>

@@ -1,6 +1,8 @@
 #pragma once
 
+#include <cstddef>
 #include <functional>
+#include <new>
 #include <memory>
 #include <type_traits>
 #include <utility>
@@ -9,23 +11,69 @@ namespace warden::detail {
 
 // A move-only std::function: completion handlers and child bodies are move-only, and
 // std::move_only_function is C++23.
+//
+// Callables of up to three pointers live inside the object: a child's body, its cancel
+// action and its pool job are each one of these per child, and a heap block apiece was a
+// measurable share of what a trivial child costs (bench/README.md).
 template <class Signature>
 class unique_function;
 
 template <class R, class... Args>
 class unique_function<R(Args...)> {
-    struct callable {
-        virtual ~callable() = default;
-        virtual R call(Args... args) = 0;
-    };
+    static constexpr std::size_t inline_size = 3 * sizeof(void*);
+
     template <class F>
-    struct holder final : callable {
-        F f;
-        explicit holder(F&& fn)
-            : f(std::move(fn)) {}
-        R call(Args... args) override { return std::invoke(f, std::forward<Args>(args)...); }
+    static constexpr bool fits_inline = sizeof(F) <= inline_size &&
+                                        alignof(F) <= alignof(std::max_align_t) &&
+                                        std::is_nothrow_move_constructible_v<F>;
+
+    struct operations {
+        R (*call)(void* self, Args&&... args);
+        // Moves the callable from `from` into `to` and destroys what is left in `from`.
+        void (*relocate)(void* from, void* to) noexcept;
+        void (*destroy)(void* self) noexcept;
     };
-    std::unique_ptr<callable> f_;
+
+    template <class F>
+    static F* target(void* storage) noexcept {
+        if constexpr (fits_inline<F>)
+            return std::launder(static_cast<F*>(storage));
+        else
+            return *static_cast<F**>(storage);
+    }
+
+    template <class F>
+    static constexpr operations operations_for{
+        [](void* self, Args&&... args) -> R {
+            if constexpr (std::is_void_v<R>)
+                std::invoke(*target<F>(self), std::forward<Args>(args)...);
+            else
+                return std::invoke(*target<F>(self), std::forward<Args>(args)...);
+        },
+        [](void* from, void* to) noexcept {
+            if constexpr (fits_inline<F>) {
+                F* source = target<F>(from);
+                ::new (to) F(std::move(*source));
+                source->~F();
+            } else {
+                *static_cast<F**>(to) = *static_cast<F**>(from);
+            }
+        },
+        [](void* self) noexcept {
+            if constexpr (fits_inline<F>)
+                target<F>(self)->~F();
+            else
+                delete target<F>(self);
+        }};
+
+    alignas(std::max_align_t) unsigned char storage_[inline_size];
+    const operations* operations_ = nullptr;
+
+    void reset() noexcept {
+        if (operations_ != nullptr)
+            operations_->destroy(storage_);
+        operations_ = nullptr;
+    }
 
   public:
     unique_function() noexcept = default;
@@ -33,10 +81,32 @@ class unique_function<R(Args...)> {
     requires(!std::is_same_v<std::decay_t<F>, unique_function> &&
              std::is_invocable_r_v<R, std::decay_t<F>&, Args...>)
         unique_function(F&& f) // NOLINT(google-explicit-constructor): a function wrapper converts
-        : f_(std::make_unique<holder<std::decay_t<F>>>(std::decay_t<F>(std::forward<F>(f)))) {}
+    {
+        using fn = std::decay_t<F>;
+        if constexpr (fits_inline<fn>)
+            ::new (static_cast<void*>(storage_)) fn(std::forward<F>(f));
+        else
+            ::new (static_cast<void*>(storage_)) fn*(new fn(std::forward<F>(f)));
+        operations_ = &operations_for<fn>;
+    }
+    unique_function(unique_function&& other) noexcept
+        : operations_(std::exchange(other.operations_, nullptr)) {
+        if (operations_ != nullptr)
+            operations_->relocate(other.storage_, storage_);
+    }
+    unique_function& operator=(unique_function&& other) noexcept {
+        if (this != &other) {
+            reset();
+            operations_ = std::exchange(other.operations_, nullptr);
+            if (operations_ != nullptr)
+                operations_->relocate(other.storage_, storage_);
+        }
+        return *this;
+    }
+    ~unique_function() { reset(); }
 
-    explicit operator bool() const noexcept { return f_ != nullptr; }
-    R operator()(Args... args) { return f_->call(std::forward<Args>(args)...); }
+    explicit operator bool() const noexcept { return operations_ != nullptr; }
+    R operator()(Args... args) { return operations_->call(storage_, std::forward<Args>(args)...); }
 };
 
 // A non-owning reference to a callable, for predicates used only during a call.
