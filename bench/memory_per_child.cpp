@@ -3,7 +3,10 @@
 //
 // Both sides run the same child body (count itself started, then wait on its own timer that
 // never expires) on an io_context run by this thread; warden's supervisor is
-// `supervisor{io.get_executor(), {.capture = ...}}`. Heap in use is glibc's mallinfo2()
+// `supervisor{io.get_executor(), {.capture = ...}}`, given the child the way the raw side
+// gives it to co_spawn: the awaitable `suspended_child(started)`. Given as a lambda that makes
+// it instead, warden keeps the lambda for the child's lifetime (its captures may be referred
+// to by the coroutine): an info row. Heap in use is glibc's mallinfo2()
 // (uordblks + hblkhd: bytes handed out, including malloc's per-chunk overhead, which is
 // real memory), taken before the spawns and once every child is suspended. The task
 // handles are dropped, as a fire-and-join caller does. Warden and raw alternate, after a
@@ -70,7 +73,10 @@ double raw_co_spawn(std::size_t n) {
     return per_child;
 }
 
-double warden_supervisor(std::size_t n, warden::capture capture) {
+enum class child_form { awaitable, lambda };
+
+double warden_supervisor(std::size_t n, warden::capture capture,
+                         child_form form = child_form::awaitable) {
     asio::io_context io;
     asio::steady_timer warm(io);
     std::size_t started = 0;
@@ -78,8 +84,12 @@ double warden_supervisor(std::size_t n, warden::capture capture) {
     {
         const auto before = heap_in_use();
         warden::supervisor sup{io.get_executor(), {.capture = capture}};
-        for (std::size_t i = 0; i < n; ++i)
-            sup.spawn([&started] { return suspended_child(started); });
+        for (std::size_t i = 0; i < n; ++i) {
+            if (form == child_form::awaitable)
+                sup.spawn(suspended_child(started));
+            else
+                sup.spawn([&started] { return suspended_child(started); });
+        }
         per_child = settle(io, started, n, before);
         sup.cancel();
         io.run();
@@ -102,11 +112,12 @@ int main(int argc, char** argv) {
     warden_supervisor(1000, warden::capture::location);
     warden_supervisor(1000, warden::capture::stacktrace);
 
-    std::vector<double> raw, location, stacktrace;
+    std::vector<double> raw, location, stacktrace, lambda;
     for (int i = 0; i < repetitions; ++i) {
         raw.push_back(raw_co_spawn(n));
         location.push_back(warden_supervisor(n, warden::capture::location));
         stacktrace.push_back(warden_supervisor(n, warden::capture::stacktrace));
+        lambda.push_back(warden_supervisor(n, warden::capture::location, child_form::lambda));
     }
     const std::string note =
         fmt::format("{} suspended children; mallinfo2 in-use bytes; median of {}", n, repetitions);
@@ -116,5 +127,7 @@ int main(int argc, char** argv) {
           check(l <= 1.5 * r), note});
     emit({"memory per suspended coroutine child, capture::stacktrace (info)", median(stacktrace), r,
           "B", "-", verdict::info, note});
+    emit({"memory per suspended coroutine child, given as a capturing lambda (info)",
+          median(lambda), r, "B", "-", verdict::info, note});
     return 0;
 }

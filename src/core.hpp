@@ -169,6 +169,8 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
   private:
     failure_report snapshot_locked(failure_record& r, bool with_stragglers) const;
     void symbolise(failure_record& r) const;
+    // Without the spawn stack, which is symbolised only where a report needs it.
+    warden::origin origin_of(const child_record& child) const;
     running_child describe_running(const child_record& child,
                                    std::chrono::steady_clock::time_point now) const;
     std::vector<running_child> running_locked() const;

@@ -29,8 +29,8 @@
 #include <charconv>
 #include <iterator>
 #include <limits>
-#include <string_view>
 #include <stdexcept>
+#include <string_view>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -178,10 +178,10 @@ void supervisor_core::admit(const std::shared_ptr<child_record>& child, child_ki
                             std::string name, const std::source_location& where) {
     child_record* parent = current_child();
     child->kind_ = kind;
-    child->origin_.where = where;
-    child->origin_.test = current_test();
-    child->origin_.parent = parent != nullptr ? parent->name_ : std::string();
-    child->origin_.supervisor = options_.name;
+    child->where_ = where;
+    child->test_ = current_test();
+    if (parent != nullptr)
+        child->parent_ = parent->name_;
     if (options_.capture == capture::stacktrace)
         child->spawn_stack_ = capture_stack(2); // admit() and supervisor::admit()
     child->owner_ = shared_from_this();
@@ -264,7 +264,7 @@ void supervisor_core::child_finished(child_record& child, std::exception_ptr err
             r.type = std::move(description.type);
             r.child = child.name_;
             r.kind = child.kind_;
-            r.origin = child.origin_;
+            r.origin = origin_of(child);
             r.when = std::chrono::system_clock::now();
             // Copied here, under the lock: once it is released a waiter may be writing the
             // record's symbolised stack (TSan: "collect policy runs every child to the end").
@@ -385,9 +385,13 @@ void supervisor_core::symbolise(failure_record& r) const {
     });
 }
 
+origin supervisor_core::origin_of(const child_record& child) const {
+    return {child.where_, {}, child.test_, child.parent_, options_.name};
+}
+
 running_child supervisor_core::describe_running(const child_record& child,
                                                 clock_type::time_point now) const {
-    running_child c{child.name_, child.kind_, now - child.started_, child.origin_};
+    running_child c{child.name_, child.kind_, now - child.started_, origin_of(child)};
     if (child.spawn_stack_)
         c.origin.stacktrace = detail::symbolise(*child.spawn_stack_);
     return c;
@@ -688,11 +692,13 @@ namespace {
 template <class Body>
 void start_coroutine_child(const std::shared_ptr<detail::child_record>& child, Body body) {
     detail::child_record* record = child.get();
-    auto on_end = asio::bind_cancellation_slot(record->cancel_signal_.slot(),
-                                               [child](std::exception_ptr error) {
-                                                   child->owner_->child_finished(
-                                                       *child, std::move(error));
-                                               });
+    auto on_end = asio::bind_cancellation_slot(
+        record->cancel_signal_.slot(), [child](std::exception_ptr error) {
+            // co_spawn left its cancellation handler in the slot, holding the child's
+            // executor, which holds the record that holds the slot: a cycle to break here.
+            child->cancel_signal_.slot().clear();
+            child->owner_->child_finished(*child, std::move(error));
+        });
     auto executor = record->owner_->executor();
     if (auto* io = executor.target<asio::io_context::executor_type>())
         asio::co_spawn(detail::child_executor(*io, child), std::move(body), std::move(on_end));
@@ -701,9 +707,8 @@ void start_coroutine_child(const std::shared_ptr<detail::child_record>& child, B
     // Armed after co_spawn has connected the slot, so an early cancel is not lost. The
     // signal is emitted where the coroutine runs: a slot is not thread-safe.
     record->owner_->arm_cancel(*record, [child] {
-        asio::post(child->owner_->executor(), [child] {
-            child->cancel_signal_.emit(asio::cancellation_type::terminal);
-        });
+        asio::post(child->owner_->executor(),
+                   [child] { child->cancel_signal_.emit(asio::cancellation_type::terminal); });
     });
 }
 

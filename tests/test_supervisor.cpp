@@ -76,6 +76,41 @@ TEST_CASE("a coroutine child's exception reaches wait() with its type") {
     CHECK_THROWS_AS(sup.wait(), std::out_of_range);
 }
 
+TEST_CASE("a coroutine factory that throws before its coroutine exists fails as a child") {
+    // Not coroutines themselves: they throw when called, before any awaitable exists.
+    auto stateless = []() -> asio::awaitable<void> { throw std::length_error("stateless"); };
+    const std::string text = "with state";
+    auto with_state = [text]() -> asio::awaitable<void> { throw std::length_error(text); };
+    for (int i = 0; i < 2; ++i) {
+        CAPTURE(i);
+        warden::supervisor sup{{.policy = warden::policy::collect}};
+        auto t = i == 0 ? sup.spawn(stateless) : sup.spawn(with_state);
+        try {
+            sup.wait();
+            FAIL("wait() returned");
+        } catch (const warden::failure_group& group) {
+            REQUIRE(group.reports().size() == 1);
+            CHECK(group.reports()[0].what == (i == 0 ? "stateless" : "with state"));
+            CHECK(group.reports()[0].kind == warden::child_kind::coroutine);
+        }
+        CHECK(t.done());
+    }
+}
+
+TEST_CASE("a void coroutine child keeps its lambda's captures alive after spawn returns") {
+    warden::supervisor sup;
+    std::string seen;
+    {
+        std::string long_text(100, 'x'); // on the heap, so a dangling read is visible to ASan
+        sup.spawn([long_text, &seen]() -> asio::awaitable<void> {
+            co_await sleep_for(1ms);
+            seen = long_text;
+        });
+    } // the lambda passed to spawn is gone; only the copy warden keeps remains
+    sup.wait();
+    CHECK(seen == std::string(100, 'x'));
+}
+
 TEST_CASE("first failure cancels a coroutine sibling blocked on a timer") {
     warden::supervisor sup;
     std::atomic<bool> sibling_cancelled{false};

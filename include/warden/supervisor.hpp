@@ -49,6 +49,22 @@ struct blocking_result<Fn, true> {
     using type = std::invoke_result_t<Fn&, std::stop_token>;
 };
 
+inline boost::asio::awaitable<void> rethrow_as_child(std::exception_ptr error) {
+    std::rethrow_exception(std::move(error));
+    co_return;
+}
+
+// f() for a child body: what it throws before its coroutine exists (a plain function that
+// returns an awaitable) is the child's failure, as when co_spawn calls it.
+template <class Fn>
+boost::asio::awaitable<void> invoke_coroutine(Fn& f) {
+    try {
+        return std::invoke(f);
+    } catch (...) {
+        return rethrow_as_child(std::current_exception());
+    }
+}
+
 // A child with a value stores it in its task before it completes. (A void child needs no
 // such frame: co_spawn runs its awaitable, or keeps its callable alive, by itself.)
 template <class T, class Fn>
@@ -183,12 +199,17 @@ auto supervisor::spawn(F&& f, spawn_options options, std::source_location where)
         using value_type = typename detail::returns_awaitable<fn_type>::value_type;
         auto state = std::make_shared<detail::task_state<value_type>>();
         admit(state, child_kind::coroutine, std::move(options), where);
-        if constexpr (std::is_void_v<value_type>)
+        if constexpr (std::is_void_v<value_type> &&
+                      (std::is_empty_v<fn_type> || std::is_pointer_v<fn_type>)) {
+            // Nothing captured that the coroutine could refer to: make it here and let
+            // co_spawn run it as it would a plain awaitable (no callable in its frame).
+            start_coroutine(state, detail::invoke_coroutine(f));
+        } else if constexpr (std::is_void_v<value_type>)
             start_coroutine(state, detail::unique_function<boost::asio::awaitable<void>()>(
                                        fn_type(std::forward<F>(f))));
         else
-            start_coroutine(state, detail::run_coroutine_child<value_type>(
-                                       state, fn_type(std::forward<F>(f))));
+            start_coroutine(
+                state, detail::run_coroutine_child<value_type>(state, fn_type(std::forward<F>(f))));
         return task<value_type>(std::move(state));
     } else if constexpr (std::is_invocable_v<fn_type&, std::stop_token> ||
                          std::is_invocable_v<fn_type&>) {

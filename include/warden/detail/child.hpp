@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <exception>
 #include <memory>
-#include <mutex>
 #include <optional>
+#include <source_location>
 #include <stop_token>
 #include <string>
 #include <type_traits>
@@ -15,6 +15,7 @@
 #include <boost/asio/cancellation_signal.hpp>
 
 #include <warden/detail/function.hpp>
+#include <warden/detail/small_lock.hpp>
 #include <warden/report.hpp>
 
 namespace warden::detail {
@@ -64,25 +65,33 @@ class child_record {
     // Written once at admission, before any other thread sees the record.
     std::uint64_t id_ = 0;
     std::string name_;
-    child_kind kind_ = child_kind::coroutine;
-    warden::origin origin_;
+    // The origin, but for what every child of a supervisor shares (its name) and what a
+    // report adds (the symbolised stack): filled in by supervisor_core::origin_of().
+    std::source_location where_;
+    std::string test_;
+    std::string parent_;
     std::shared_ptr<const stack_capture> spawn_stack_;
     std::chrono::steady_clock::time_point started_;
     std::shared_ptr<supervisor_core> owner_;
+    child_kind kind_ = child_kind::coroutine;
 
-    // Set once, by the first cancel. Thread children also get a stop_source at admission
-    // (the others do without its allocation).
+    // The small members side by side: one record per child, and 100k live children is a
+    // use case (bench/memory_per_child.cpp).
+    //
+    // Set once, by the first cancel.
     std::atomic<bool> cancel_requested_{false};
+    std::atomic<bool> done_{false};
+    mutable small_lock mutex_;
+    bool cancel_delivered_ = false; // guarded by mutex_
+
+    // Thread children get a stop_source at admission (the others do without its allocation).
     std::stop_source stop_{std::nostopstate};
-    mutable std::mutex mutex_;
-    unique_function<void()> cancel_action_;        // guarded by mutex_
+    unique_function<void()> cancel_action_; // guarded by mutex_
     // A coroutine child's cancellation slot is bound to this signal; emitted on the
     // supervisor's executor by its cancel action.
     boost::asio::cancellation_signal cancel_signal_;
-    bool cancel_delivered_ = false;                // guarded by mutex_
     std::vector<unique_function<void()>> on_done_; // guarded by mutex_
     std::exception_ptr error_;                     // written before done_
-    std::atomic<bool> done_{false};
 
     // Links of the supervisor's table of running children (live_list in src/core.hpp),
     // guarded by the supervisor's mutex. `table_ref_` is the table's own reference.

@@ -2,8 +2,8 @@
 
 #include <cstddef>
 #include <functional>
-#include <new>
 #include <memory>
+#include <new>
 #include <type_traits>
 #include <utility>
 
@@ -23,9 +23,9 @@ class unique_function<R(Args...)> {
     static constexpr std::size_t inline_size = 3 * sizeof(void*);
 
     template <class F>
-    static constexpr bool fits_inline = sizeof(F) <= inline_size &&
-                                        alignof(F) <= alignof(std::max_align_t) &&
-                                        std::is_nothrow_move_constructible_v<F>;
+    static constexpr bool fits_inline =
+        sizeof(F) <= inline_size &&
+        alignof(F) <= alignof(std::max_align_t) && std::is_nothrow_move_constructible_v<F>;
 
     struct operations {
         R (*call)(void* self, Args&&... args);
