@@ -185,8 +185,6 @@ void supervisor_core::admit(const std::shared_ptr<child_record>& child, child_ki
     if (options_.capture == capture::stacktrace)
         child->spawn_stack_ = capture_stack(2); // admit() and supervisor::admit()
     child->owner_ = shared_from_this();
-    if (kind == child_kind::thread)
-        child->stop_ = std::stop_source(); // before any other thread can see the record
     {
         std::lock_guard lock(mutex_);
         if (phase_ != phase::open)

@@ -216,6 +216,10 @@ auto supervisor::spawn(F&& f, spawn_options options, std::source_location where)
         constexpr bool takes_token = std::is_invocable_v<fn_type&, std::stop_token>;
         using value_type = typename detail::blocking_result<fn_type>::type;
         auto state = std::make_shared<detail::task_state<value_type>>();
+        // Only a body that takes the token can see it (a stop_state is a heap block), and
+        // it exists before admit() publishes the record to cancelling threads.
+        if constexpr (takes_token)
+            state->stop_ = std::stop_source();
         admit(state, child_kind::thread, std::move(options), where);
         auto* raw = state.get();
         start_blocking(state,

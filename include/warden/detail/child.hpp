@@ -84,7 +84,7 @@ class child_record {
     mutable small_lock mutex_;
     bool cancel_delivered_ = false; // guarded by mutex_
 
-    // Thread children get a stop_source at admission (the others do without its allocation).
+    // Only thread children whose body takes a std::stop_token get a stop_source.
     std::stop_source stop_{std::nostopstate};
     unique_function<void()> cancel_action_; // guarded by mutex_
     // A coroutine child's cancellation slot is bound to this signal; emitted on the
