@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -31,6 +32,11 @@ std::string first_line(const std::string& text) {
     return text.substr(0, text.find('\n'));
 }
 
+std::string without_first_line(const std::string& text) {
+    const auto end = text.find('\n');
+    return end == std::string::npos ? std::string() : text.substr(end + 1);
+}
+
 // The asm statements after each call keep the calls from becoming tail calls, which would
 // take these functions' frames off the stack.
 [[gnu::noinline]] std::shared_ptr<const stack_capture> capture_in_stack_probe() {
@@ -49,6 +55,23 @@ std::string first_line(const std::string& text) {
     auto stack = capture_for_my_caller();
     asm volatile("" ::: "memory");
     return stack;
+}
+
+struct two_captures {
+    std::shared_ptr<const stack_capture> ours;
+    std::vector<const void*> boosts;
+};
+
+// Both captures from the same frame: every frame but the first (two different call sites in
+// this function) must be the same return address.
+[[gnu::noinline]] two_captures capture_both_ways() {
+    two_captures both;
+    both.ours = capture_stack(0);
+    const boost::stacktrace::stacktrace trace(0, 32);
+    for (const auto& frame : trace)
+        both.boosts.push_back(frame.address());
+    asm volatile("" ::: "memory");
+    return both;
 }
 
 // The child's text, read until the child is gone or the deadline passes (then the child is
@@ -143,6 +166,25 @@ TEST_CASE("capture_stack's skip leaves out that many callers") {
     INFO(text);
     CHECK(first_line(text).find("capture_one_level_up_probe") != std::string::npos);
     CHECK(text.find("capture_for_my_caller") == std::string::npos);
+}
+
+TEST_CASE("capture_stack uses libunwind when the library can be loaded") {
+    void* library = ::dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
+    const bool available = library != nullptr && ::dlsym(library, "unw_backtrace") != nullptr;
+    if (library != nullptr)
+        ::dlclose(library);
+    CHECK(warden::detail::stack_capture_backend() == (available ? "libunwind" : "boost"));
+}
+
+TEST_CASE("capture_stack records the same frames as Boost.Stacktrace") {
+    const two_captures both = capture_both_ways();
+    const std::string ours = symbolise(*both.ours);
+    const std::string boosts = symbolise_frames(both.boosts);
+    INFO(ours);
+    INFO(boosts);
+    CHECK(first_line(ours).find("capture_both_ways") != std::string::npos);
+    CHECK(first_line(boosts).find("capture_both_ways") != std::string::npos);
+    CHECK(without_first_line(ours) == without_first_line(boosts));
 }
 
 TEST_CASE("stacks symbolised from many fresh threads are all symbolised on one thread") {
