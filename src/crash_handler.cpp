@@ -16,6 +16,8 @@
 
 #include <boost/stacktrace/stacktrace.hpp>
 
+#include "stack.hpp"
+
 namespace warden::detail {
 namespace {
 
@@ -118,13 +120,6 @@ bool use_alt_stack() noexcept {
     return sigaltstack(&stack, nullptr) == 0;
 }
 
-// `frames` ends in a null pointer. from_dump with that null also keeps a lone frame, where a
-// buffer no bigger than one pointer would be ignored.
-std::string symbolise(const std::vector<const void*>& frames) {
-    return boost::stacktrace::to_string(
-        boost::stacktrace::stacktrace::from_dump(frames.data(), frames.size() * sizeof(void*)));
-}
-
 } // namespace
 
 void install_crash_handlers(int fd) noexcept {
@@ -159,9 +154,9 @@ std::string symbolise_crash_dump(std::string_view raw) {
     }
     // The pipe's bytes sit in a char buffer, unaligned for pointers, and may end in a partial
     // pointer from a cut-short write, which is dropped.
-    std::vector<const void*> frames(count + 1, nullptr);
+    std::vector<const void*> frames(count);
     std::memcpy(frames.data(), raw.data(), count * sizeof(void*));
-    return symbolise(frames);
+    return symbolise_frames(frames);
 }
 
 // Not inlined, so that skipping exactly one frame always means skipping this function.
@@ -171,12 +166,11 @@ std::string symbolise_crash_dump(std::string_view raw) {
     // dump does, names the right line, and the right function when the call was its last
     // instruction. It also keeps both kinds of trace in a report consistent.
     std::vector<const void*> frames;
-    frames.reserve(trace.size() + 1);
+    frames.reserve(trace.size());
     for (const auto& frame : trace) {
         frames.push_back(static_cast<const char*>(frame.address()) - 1);
     }
-    frames.push_back(nullptr);
-    return symbolise(frames);
+    return symbolise_frames(frames);
 }
 
 } // namespace warden::detail

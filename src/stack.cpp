@@ -1,30 +1,259 @@
 #include "stack.hpp"
 
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <condition_variable>
 #include <cstdlib>
 #include <cxxabi.h>
+#include <deque>
+#include <future>
+#include <mutex>
+#include <system_error>
+#include <thread>
 #include <typeinfo>
+#include <vector>
+
+#include <dlfcn.h>
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include <boost/stacktrace/stacktrace.hpp>
 
 namespace warden::detail {
-
-struct stack_capture {
-    boost::stacktrace::stacktrace frames;
-};
 
 namespace {
 // Deep enough to reach the test body through the spawn templates and a few user frames.
 constexpr std::size_t max_spawn_depth = 32;
 } // namespace
 
-std::shared_ptr<const stack_capture> capture_stack(std::size_t skip) {
-    // +1: this function's own frame.
-    return std::make_shared<const stack_capture>(
-        stack_capture{boost::stacktrace::stacktrace(skip + 1, max_spawn_depth)});
+// Sized to the frames captured, not a fixed array of max_spawn_depth: every child spawned
+// under capture::stacktrace keeps one for its whole life.
+struct stack_capture {
+    std::vector<const void*> frames;
+};
+
+namespace {
+
+// ---- Symbolising -------------------------------------------------------------------------
+
+// The symbolising thread serves this process only. A fork's child inherits the thread's
+// bookkeeping but not the thread, and possibly a queue mutex that another parent thread held at
+// fork time, so it must never touch them: it symbolises on the calling thread, as every thread
+// did before. Recorded while warden is loaded, before any thread of ours exists.
+const pid_t symbolising_process = ::getpid();
+
+// Set once the symbolising thread is stopped at exit; symbolisations after that (from other
+// static destructors) run on the caller.
+std::atomic<bool> symboliser_stopped{false};
+
+std::atomic<std::size_t> symbolising_thread_count{0};
+thread_local bool symbolised_on_this_thread = false;
+thread_local bool is_symbolising_thread = false;
+
+// The only call into Boost's symbolisation. The null end makes from_dump keep a lone frame
+// (it ignores a buffer no bigger than one pointer); it stops at the first null.
+std::string symbolise_on_this_thread(std::span<const void* const> frames) {
+    if (!symbolised_on_this_thread) {
+        symbolised_on_this_thread = true;
+        symbolising_thread_count.fetch_add(1, std::memory_order_relaxed);
+    }
+    std::vector<const void*> null_ended(frames.begin(), frames.end());
+    null_ended.push_back(nullptr);
+    return boost::stacktrace::to_string(boost::stacktrace::stacktrace::from_dump(
+        null_ended.data(), null_ended.size() * sizeof(const void*)));
+}
+
+class symbolising_thread {
+  public:
+    symbolising_thread() {
+        // Every signal blocked while the thread starts, so that it inherits the mask: a helper
+        // thread must not be the one the kernel picks to run the application's handlers.
+        sigset_t all;
+        sigset_t previous;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &previous);
+        try {
+            worker_ = std::thread([this] { serve(); });
+        } catch (...) {
+            pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+            throw;
+        }
+        pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+        pthread_setname_np(worker_.native_handle(), "warden symbols");
+    }
+
+    // Requests already queued are served before the thread ends.
+    ~symbolising_thread() {
+        {
+            const std::lock_guard lock(mutex_);
+            stopping_ = true;
+        }
+        wake_.notify_one();
+        worker_.join();
+    }
+
+    symbolising_thread(const symbolising_thread&) = delete;
+    symbolising_thread& operator=(const symbolising_thread&) = delete;
+
+    std::string symbolise(std::span<const void* const> frames) {
+        std::packaged_task<std::string()> request(
+            [frames] { return symbolise_on_this_thread(frames); });
+        std::future<std::string> text = request.get_future();
+        bool queued = false;
+        {
+            const std::lock_guard lock(mutex_);
+            if (!stopping_) {
+                requests_.push_back(std::move(request));
+                queued = true;
+            }
+        }
+        if (!queued) {
+            return symbolise_on_this_thread(frames); // exit has begun
+        }
+        wake_.notify_one();
+        return text.get();
+    }
+
+  private:
+    void serve() {
+        is_symbolising_thread = true;
+        std::unique_lock lock(mutex_);
+        for (;;) {
+            wake_.wait(lock, [this] { return stopping_ || !requests_.empty(); });
+            if (requests_.empty()) {
+                return;
+            }
+            std::packaged_task<std::string()> request = std::move(requests_.front());
+            requests_.pop_front();
+            lock.unlock();
+            request(); // an exception (out of memory) goes to the caller through the future
+            lock.lock();
+        }
+    }
+
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    std::deque<std::packaged_task<std::string()>> requests_;
+    bool stopping_ = false;
+    std::thread worker_; // started in the constructor's body, once the members above exist
+};
+
+// The function-local static that owns the symbolising thread: started on first use, stopped
+// and joined by exit's static destructors.
+class symboliser_owner {
+  public:
+    symboliser_owner()
+        : thread_(std::make_unique<symbolising_thread>()) {}
+
+    ~symboliser_owner() {
+        if (::getpid() != symbolising_process) {
+            // A fork's child calling exit(): the thread does not exist here, and destroying its
+            // condition variable would wait for the parent's waiter forever. Left as it is.
+            [[maybe_unused]] symbolising_thread* not_ours = thread_.release();
+            return;
+        }
+        symboliser_stopped.store(true);
+        thread_.reset();
+    }
+
+    symboliser_owner(const symboliser_owner&) = delete;
+    symboliser_owner& operator=(const symboliser_owner&) = delete;
+
+    symbolising_thread& thread() { return *thread_; }
+
+  private:
+    std::unique_ptr<symbolising_thread> thread_;
+};
+
+// Null when the caller must symbolise by itself (see symbolise_frames).
+symbolising_thread* shared_symboliser() {
+    if (::getpid() != symbolising_process || is_symbolising_thread || symboliser_stopped.load()) {
+        return nullptr;
+    }
+    try {
+        static symboliser_owner owner;
+        return &owner.thread();
+    } catch (const std::system_error&) {
+        return nullptr; // no thread to be had (a resource limit): the caller's own will do
+    }
+}
+
+// ---- Capturing ---------------------------------------------------------------------------
+
+using unw_backtrace_function = int (*)(void** buffer, int size);
+
+// libunwind's unw_backtrace walks a thread's stack with a cache of frame layouts, an order of
+// magnitude faster than libgcc's _Unwind_Backtrace, which interprets DWARF CFI for every frame
+// of every capture. Loaded privately (RTLD_LOCAL) rather than linked: libunwind also defines
+// _Unwind_*, and linking it would put its unwinder under every C++ exception of the program.
+unw_backtrace_function load_unw_backtrace() noexcept {
+    void* library = ::dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
+    if (library == nullptr) {
+        return nullptr;
+    }
+    void* symbol = ::dlsym(library, "unw_backtrace");
+    if (symbol == nullptr) {
+        ::dlclose(library);
+        return nullptr;
+    }
+    // Never closed: captures may run until the process ends.
+    return reinterpret_cast<unw_backtrace_function>(symbol);
+}
+
+unw_backtrace_function unw_backtrace_if_loaded() noexcept {
+    static const unw_backtrace_function loaded = load_unw_backtrace();
+    return loaded;
+}
+
+// Frames of capture_stack's callers that libunwind can skip within its fixed buffer; deeper
+// skips take Boost's way.
+constexpr std::size_t max_unwind_skip = 16;
+
+} // namespace
+
+// Not inlined, so that its own frame, which both ways skip, is always there.
+[[gnu::noinline]] std::shared_ptr<const stack_capture> capture_stack(std::size_t skip) {
+    auto capture = std::make_shared<stack_capture>();
+    const std::size_t first = skip + 1; // +1: this function's own frame
+    if (const unw_backtrace_function unw_backtrace = unw_backtrace_if_loaded();
+        unw_backtrace != nullptr && skip <= max_unwind_skip) {
+        // unw_backtrace's first frame is the one that calls it: this function.
+        std::array<void*, max_unwind_skip + 1 + max_spawn_depth> walked;
+        const int walked_count = unw_backtrace(walked.data(), static_cast<int>(walked.size()));
+        const std::size_t total = walked_count > 0 ? static_cast<std::size_t>(walked_count) : 0;
+        if (total > first) {
+            const auto begin = walked.begin() + static_cast<std::ptrdiff_t>(first);
+            const auto kept = static_cast<std::ptrdiff_t>(std::min(total - first, max_spawn_depth));
+            capture->frames.assign(begin, begin + kept);
+        }
+    } else {
+        const boost::stacktrace::stacktrace trace(first, max_spawn_depth);
+        capture->frames.reserve(trace.size());
+        for (const auto& frame : trace)
+            capture->frames.push_back(frame.address());
+    }
+    return capture;
 }
 
 std::string symbolise(const stack_capture& stack) {
-    return boost::stacktrace::to_string(stack.frames);
+    return symbolise_frames(stack.frames);
+}
+
+std::string symbolise_frames(std::span<const void* const> frames) {
+    if (symbolising_thread* shared = shared_symboliser()) {
+        return shared->symbolise(frames);
+    }
+    return symbolise_on_this_thread(frames);
+}
+
+std::size_t threads_that_symbolised() noexcept {
+    return symbolising_thread_count.load(std::memory_order_relaxed);
+}
+
+std::string_view stack_capture_backend() noexcept {
+    return unw_backtrace_if_loaded() != nullptr ? "libunwind" : "boost";
 }
 
 std::string current_exception_type_name() {
