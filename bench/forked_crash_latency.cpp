@@ -8,12 +8,13 @@
 // parent's report, the wake-up of wait(). Target rows: capture::location, logger "warden"
 // off; defaults (capture::stacktrace, logger on) for information.
 //
-// Each supervisor's I/O thread symbolises the crash stack with a libbacktrace state of its own
-// (Boost.Stacktrace keeps it thread_local and never frees it): about 20 MB per supervisor
-// stays resident. So the fresh-supervisor trials run in batches of 25, each in a new copy of
-// this program (`--batch`), to keep the machine's memory bounded; the growth per batch is
-// reported. For comparison, the same crash on long-lived supervisors (one I/O thread for 20
-// reports) is measured first.
+// The trials run in batches of 25, each in a new copy of this program (`--batch`), and the
+// first crash of each batch is a warm-up, reported on a row of its own: it is the first
+// symbolisation of the process, which loads the debug information (warden's one symbolising
+// thread keeps it for the process: ~20 MB, once). Before that thread, each supervisor's I/O
+// thread built its own (Boost.Stacktrace keeps libbacktrace's state thread_local), ~200 ms
+// and ~20 MB per supervisor; the RSS growth per batch is in the note. For comparison, the
+// same crash on long-lived supervisors (one I/O thread for 20 reports) is measured first.
 
 #include <sys/mman.h>
 #include <unistd.h>
@@ -107,12 +108,14 @@ double collect_trial(warden::supervisor& sup, stamp* s) {
 }
 
 std::vector<double> run_trials(stamp* s, std::size_t trials, std::size_t warmup,
-                               warden::capture capture) {
+                               warden::capture capture, double& first) {
     std::vector<double> out;
     for (std::size_t i = 0; i < warmup + trials; ++i) {
         const double t = trial(s, capture);
         if (t < 0)
             return {};
+        if (i == 0)
+            first = t;
         if (i >= warmup)
             out.push_back(t);
     }
@@ -120,9 +123,10 @@ std::vector<double> run_trials(stamp* s, std::size_t trials, std::size_t warmup,
 }
 
 // Runs `trials` fresh-supervisor trials in a new copy of this program (see the top comment),
-// and returns their latencies plus that process's RSS growth in MB. Empty when they failed.
+// and returns their latencies plus that process's RSS growth in MB and the latency of its
+// first (warm-up) crash. Empty when they failed.
 std::vector<double> run_batch(std::size_t trials, std::size_t warmup, const char* mode, bool log_on,
-                              long& rss_growth_mb) {
+                              long& rss_growth_mb, std::vector<double>& first_crashes) {
     const std::string command = fmt::format("'/proc/{}/exe' --batch {} {} {} {}", getpid(), trials,
                                             warmup, mode, log_on ? "on" : "off");
     std::vector<double> out;
@@ -133,6 +137,8 @@ std::vector<double> run_batch(std::size_t trials, std::size_t warmup, const char
     while (std::fgets(line, sizeof line, pipe) != nullptr) {
         if (std::strncmp(line, "rss ", 4) == 0)
             rss_growth_mb = std::max(rss_growth_mb, std::atol(line + 4));
+        else if (std::strncmp(line, "first ", 6) == 0)
+            first_crashes.push_back(std::atof(line + 6));
         else
             out.push_back(std::atof(line));
     }
@@ -142,10 +148,12 @@ std::vector<double> run_batch(std::size_t trials, std::size_t warmup, const char
 }
 
 std::vector<double> run_batches(std::size_t trials, std::size_t batch, const char* mode,
-                                bool log_on, long& rss_growth_mb) {
+                                bool log_on, long& rss_growth_mb,
+                                std::vector<double>& first_crashes) {
     std::vector<double> all;
     for (std::size_t done = 0; done < trials; done += batch) {
-        auto part = run_batch(std::min(batch, trials - done), 1, mode, log_on, rss_growth_mb);
+        auto part = run_batch(std::min(batch, trials - done), 1, mode, log_on, rss_growth_mb,
+                              first_crashes);
         if (part.empty())
             return {};
         all.insert(all.end(), part.begin(), part.end());
@@ -154,7 +162,7 @@ std::vector<double> run_batches(std::size_t trials, std::size_t batch, const cha
 }
 
 // --batch TRIALS WARMUP location|stacktrace|reuse on|off: one batch, one latency per line, then
-// "rss <MB grown>".
+// "first <us>" (the first warm-up crash) and "rss <MB grown>".
 int batch_main(char** argv) {
     const auto trials = static_cast<std::size_t>(std::atol(argv[2]));
     const auto warmup = static_cast<std::size_t>(std::atol(argv[3]));
@@ -165,6 +173,7 @@ int batch_main(char** argv) {
         logger.set_level(spdlog::level::off);
     const long rss_before = resident_kb();
     std::vector<double> samples;
+    double first = -1;
     if (std::strcmp(argv[4], "reuse") == 0) {
         // One supervisor under collect for the whole batch: its I/O thread builds every report.
         stamp* s = shared_stamp();
@@ -174,16 +183,20 @@ int batch_main(char** argv) {
             const double t = collect_trial(sup, s);
             if (t < 0)
                 return 1;
+            if (i == 0)
+                first = t;
             if (i >= warmup)
                 samples.push_back(t);
         }
     } else {
-        samples = run_trials(shared_stamp(), trials, warmup, capture);
+        samples = run_trials(shared_stamp(), trials, warmup, capture, first);
     }
     if (samples.empty())
         return 1;
     for (double t : samples)
         std::printf("%.3f\n", t);
+    if (warmup > 0)
+        std::printf("first %.3f\n", first);
     std::printf("rss %ld\n", (resident_kb() - rss_before) / 1024);
     return 0;
 }
@@ -202,10 +215,12 @@ int main(int argc, char** argv) {
     // 20 crashes on one supervisor under policy::collect, after one warm-up crash, each batch
     // in a fresh process (small, as the fresh-supervisor batches are at their start).
     long reuse_growth_mb = 0;
-    const auto reused = run_batches(trials, 20, "reuse", false, reuse_growth_mb);
+    std::vector<double> reuse_first;
+    const auto reused = run_batches(trials, 20, "reuse", false, reuse_growth_mb, reuse_first);
 
     long rss_growth_mb = 0;
-    const auto quiet = run_batches(trials, batch, "location", false, rss_growth_mb);
+    std::vector<double> first_crashes;
+    const auto quiet = run_batches(trials, batch, "location", false, rss_growth_mb, first_crashes);
     if (quiet.empty()) {
         emit({"forked child SIGSEGV -> parent's error, p99", 0, std::nullopt, "us", "< 5000 us",
               verdict::not_run, "spawn_forked threw or did not report process_crashed"});
@@ -220,6 +235,12 @@ int main(int argc, char** argv) {
     const double p99 = percentile(quiet, 99);
     emit({"forked child SIGSEGV -> parent's error, p99", p99, std::nullopt, "us", "< 5000 us",
           check(p99 < 5000), note});
+    if (!first_crashes.empty())
+        emit({"forked child SIGSEGV -> parent's error, first crash of a process, p50",
+              percentile(first_crashes, 50), std::nullopt, "us", "-", verdict::info,
+              fmt::format("the warm-up crash of each of the {} batches above: the process's first "
+                          "symbolisation loads the debug information; max {:.0f} us",
+                          first_crashes.size(), percentile(first_crashes, 100))});
     if (!reused.empty())
         emit({"forked child SIGSEGV -> error, long-lived supervisors (collect), p99",
               percentile(reused, 99), std::nullopt, "us", "-", verdict::info,
@@ -229,8 +250,9 @@ int main(int argc, char** argv) {
                           reused.size(), percentile(reused, 50), reuse_growth_mb)});
 
     long defaults_growth_mb = 0;
+    std::vector<double> defaults_first;
     const auto defaults =
-        run_batches(default_trials, batch, "stacktrace", true, defaults_growth_mb);
+        run_batches(default_trials, batch, "stacktrace", true, defaults_growth_mb, defaults_first);
     if (!defaults.empty())
         emit({"forked child SIGSEGV -> parent's error, defaults, p99", percentile(defaults, 99),
               std::nullopt, "us", "-", verdict::info,
