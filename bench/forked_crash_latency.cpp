@@ -95,7 +95,7 @@ double collect_trial(warden::supervisor& sup, stamp* s) {
         sup.wait();
     } catch (const warden::failure_group& e) {
         const auto caught = bench_clock::now();
-        // (The group lists this supervisor's earlier failures too.)
+        // (The group holds only this crash: earlier ones were thrown by earlier waits.)
         if (e.reports().empty())
             return -1;
         const bench_clock::time_point crashed{bench_clock::duration{s->crashed_at.load()}};

@@ -432,6 +432,22 @@ TEST_CASE("spawning on a cancelled or failed supervisor throws supervisor_closed
     }
 }
 
+TEST_CASE("under collect, each wait's failure_group holds only failures not thrown before") {
+    warden::supervisor sup{{.policy = warden::policy::collect}};
+    for (int round = 1; round <= 3; ++round) {
+        CAPTURE(round);
+        sup.spawn([round] { throw std::runtime_error("round " + std::to_string(round)); });
+        try {
+            sup.wait();
+            FAIL("wait() returned");
+        } catch (const warden::failure_group& group) {
+            REQUIRE(group.reports().size() == 1);
+            CHECK(group.reports()[0].what == "round " + std::to_string(round));
+        }
+    }
+    CHECK(sup.failures().size() == 3); // all kept; each thrown once
+}
+
 TEST_CASE("a failure is thrown once: a second join returns") {
     warden::supervisor sup;
     sup.spawn([] { throw std::runtime_error("once"); });
