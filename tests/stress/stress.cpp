@@ -524,6 +524,17 @@ int main(int argc, char** argv) {
     warden::supervisor{}.spawn([] {}).get();
     if (auto logger = spdlog::get("warden"))
         logger->set_level(spdlog::level::off);
+    // Before the baselines: what lives as long as the process by design. A spawn stack
+    // captured through libunwind (which keeps a pipe open from its first use) and a failure
+    // report symbolised (which starts the process-wide symbolising thread).
+    {
+        warden::supervisor warm_up{{.capture = warden::capture::stacktrace}};
+        warm_up.spawn([] { throw std::runtime_error("warm-up"); });
+        try {
+            warm_up.wait();
+        } catch (const std::runtime_error&) {
+        }
+    }
 
     auto dir =
         std::filesystem::temp_directory_path() / ("warden_stress." + std::to_string(::getpid()));
