@@ -9,8 +9,11 @@
 
 #include <cstdlib>
 #include <exception>
+#include <vector>
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 
@@ -31,6 +34,22 @@ inline void raw_co_spawn(std::size_t n) {
     std::size_t done = 0;
     for (std::size_t i = 0; i < n; ++i)
         asio::co_spawn(io, trivial_child(), [&done](std::exception_ptr) { ++done; });
+    io.run();
+    if (done != n)
+        std::abort();
+}
+
+// The raw baseline plus what per-child cancellation costs in Asio itself: each child's
+// completion handler bound to a cancellation slot of its own, as any code that wants to cancel
+// one child (warden does, for fail_fast) must. Info: how much of warden's ratio is Asio's.
+inline void raw_co_spawn_cancellable(std::size_t n) {
+    asio::io_context io;
+    std::size_t done = 0;
+    std::vector<asio::cancellation_signal> signals(n);
+    for (std::size_t i = 0; i < n; ++i)
+        asio::co_spawn(io, trivial_child(),
+                       asio::bind_cancellation_slot(signals[i].slot(),
+                                                    [&done](std::exception_ptr) { ++done; }));
     io.run();
     if (done != n)
         std::abort();
@@ -68,6 +87,7 @@ inline int spawn_coroutine_main(int argc, char** argv, warden::capture capture, 
         add_fresh_process_benchmark(name, repetitions, fn);
     };
     add("raw_co_spawn", [n] { raw_co_spawn(n); });
+    add("raw_co_spawn_cancellable", [n] { raw_co_spawn_cancellable(n); });
     add("warden_caller_io", [n, capture] { warden_caller_io(n, capture); });
     add("warden_own_io", [n, capture] { warden_own_io(n, capture); });
     auto medians = run_benchmarks(argc, argv);
@@ -75,12 +95,17 @@ inline int spawn_coroutine_main(int argc, char** argv, warden::capture capture, 
     const double raw = median_of(medians, "raw_co_spawn");
     const double caller = median_of(medians, "warden_caller_io");
     const double own = median_of(medians, "warden_own_io");
+    const double cancellable = median_of(medians, "raw_co_spawn_cancellable");
     emit({fmt::format("{}: 100k coroutine spawn+join, supervisor on caller's io_context", figure),
           caller, raw, "ms", fmt::format("<= {:.2f}x", target), check(caller <= target * raw),
           fmt::format("median of {} interleaved repetitions, each in a fresh process",
                       repetitions)});
     emit({fmt::format("{}: same, supervisor with its own I/O thread (info)", figure), own, raw,
           "ms", "-", verdict::info, "default constructor; caller blocks in sup.wait()"});
+    emit({fmt::format("{}: raw co_spawn with a cancellation slot per child (info)", figure),
+          cancellable, raw, "ms", "-", verdict::info,
+          "the baseline plus Asio's own per-child cancellation: a floor for any supervisor "
+          "that can cancel one child"});
     return 0;
 }
 

@@ -147,7 +147,7 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
     // Registers a one-shot callback run at the next settling change (every child done, a
     // failure, cancel). Caller holds the lock.
     void on_next_change(std::unique_lock<std::mutex>& lock, unique_function<void()> fn);
-    std::unique_lock<std::mutex> lock() const { return std::unique_lock(mutex_); }
+    std::unique_lock<std::mutex> lock() const;
     std::chrono::steady_clock::time_point failure_deadline_locked() const;
 
     std::vector<child_info> children() const;

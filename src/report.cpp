@@ -55,7 +55,9 @@ std::mutex registry_mutex;
 std::deque<std::shared_ptr<const failure_report>> registry;
 
 std::mutex test_mutex;
-std::string test_name;
+// Shared, not copied into every child's record: a test name is usually too long for the
+// string's inline buffer, and a heap copy per spawn is what a trivial child must not cost.
+std::shared_ptr<const std::string> test_name;
 
 } // namespace
 
@@ -112,13 +114,23 @@ const failure_report* report_for(const std::exception_ptr& error) noexcept {
 }
 
 void set_current_test(std::string name) {
+    auto shared = name.empty() ? nullptr : std::make_shared<const std::string>(std::move(name));
     std::lock_guard lock(detail::test_mutex);
-    detail::test_name = std::move(name);
+    detail::test_name = std::move(shared);
 }
 
 std::string current_test() {
-    std::lock_guard lock(detail::test_mutex);
-    return detail::test_name;
+    auto name = detail::current_test_shared();
+    return name ? *name : std::string();
 }
+
+namespace detail {
+
+std::shared_ptr<const std::string> current_test_shared() {
+    std::lock_guard lock(test_mutex);
+    return test_name;
+}
+
+} // namespace detail
 
 } // namespace warden

@@ -179,14 +179,14 @@ void supervisor_core::admit(const std::shared_ptr<child_record>& child, child_ki
     child_record* parent = current_child();
     child->kind_ = kind;
     child->where_ = where;
-    child->test_ = current_test();
+    child->test_ = current_test_shared();
     if (parent != nullptr)
         child->parent_ = parent->name_;
     if (options_.capture == capture::stacktrace)
         child->spawn_stack_ = capture_stack(2); // admit() and supervisor::admit()
     child->owner_ = shared_from_this();
     {
-        std::lock_guard lock(mutex_);
+        auto lock = this->lock();
         if (phase_ != phase::open)
             throw supervisor_closed(
                 fmt::format("warden: supervisor {} {}; spawn at {}:{} refused", options_.name,
@@ -250,7 +250,7 @@ void supervisor_core::child_finished(child_record& child, std::exception_ptr err
     bool first = false;
     std::vector<unique_function<void()>> callbacks;
     {
-        std::unique_lock lock(mutex_);
+        auto lock = this->lock();
         keep_alive = live_.erase(child);
         if (failed) {
             first = failures_.empty();
@@ -337,6 +337,20 @@ void supervisor_core::child_finished(child_record& child, std::exception_ptr err
     }
 }
 
+std::unique_lock<std::mutex> supervisor_core::lock() const {
+    // admit() on the spawning thread and child_finished() on the pool threads take this lock
+    // for every child, each for a fraction of a microsecond. Sleeping on it costs a futex
+    // wait and a wake, more than a trivial child does: a short spin first.
+    for (int attempt = 0; attempt < 64; ++attempt) {
+        if (mutex_.try_lock())
+            return std::unique_lock(mutex_, std::adopt_lock);
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+    }
+    return std::unique_lock(mutex_);
+}
+
 void supervisor_core::notify_and_unlock(std::unique_lock<std::mutex>& lock, bool settled) {
     ++notifications_;
     std::vector<unique_function<void()>> waiters;
@@ -384,7 +398,8 @@ void supervisor_core::symbolise(failure_record& r) const {
 }
 
 origin supervisor_core::origin_of(const child_record& child) const {
-    return {child.where_, {}, child.test_, child.parent_, options_.name};
+    return {
+        child.where_, {}, child.test_ ? *child.test_ : std::string(), child.parent_, options_.name};
 }
 
 running_child supervisor_core::describe_running(const child_record& child,

@@ -68,7 +68,7 @@ class child_record {
     // The origin, but for what every child of a supervisor shares (its name) and what a
     // report adds (the symbolised stack): filled in by supervisor_core::origin_of().
     std::source_location where_;
-    std::string test_;
+    std::shared_ptr<const std::string> test_; // null outside a test
     std::string parent_;
     std::shared_ptr<const stack_capture> spawn_stack_;
     std::chrono::steady_clock::time_point started_;
