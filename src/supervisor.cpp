@@ -310,7 +310,6 @@ void supervisor_core::child_finished(child_record& child, std::exception_ptr err
             cancel_child(*sibling);
     }
 
-    const auto elapsed = clock_type::now() - child.started_;
     if (failure != nullptr) {
         // Symbolising takes milliseconds, so it happens after every waiter has been woken,
         // and only for the first failure: in a storm of ten thousand failures the later
@@ -332,7 +331,7 @@ void supervisor_core::child_finished(child_record& child, std::exception_ptr err
         }
     } else if (log().should_log(spdlog::level::debug)) {
         log().debug("{}: {} ({}) finished after {}: {}", options_.name, child.name_,
-                    to_string(child.kind_), format_running_for(elapsed),
+                    to_string(child.kind_), format_running_for(clock_type::now() - child.started_),
                     error ? "cancelled" : (cancelled ? "done after cancel" : "done"));
     }
 }
