@@ -203,8 +203,16 @@ unw_backtrace_function load_unw_backtrace() noexcept {
 }
 
 unw_backtrace_function unw_backtrace_if_loaded() noexcept {
+#if defined(__SANITIZE_THREAD__)
+    // Under ThreadSanitizer, libunwind's per-thread cache destructor (a pthread key's) runs
+    // after TSan has torn the exiting thread down, and TSan's mutex interceptor then crashes
+    // (SIGSEGV in __tsan::MutexPreLock from __nptl_deallocate_tsd). TSan builds capture with
+    // Boost, which has no per-thread state. docs/sanitizers.md.
+    return nullptr;
+#else
     static const unw_backtrace_function loaded = load_unw_backtrace();
     return loaded;
+#endif
 }
 
 // Frames of capture_stack's callers that libunwind can skip within its fixed buffer; deeper

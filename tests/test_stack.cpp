@@ -168,12 +168,17 @@ TEST_CASE("capture_stack's skip leaves out that many callers") {
     CHECK(text.find("capture_for_my_caller") == std::string::npos);
 }
 
-TEST_CASE("capture_stack uses libunwind when the library can be loaded") {
+TEST_CASE("capture_stack uses libunwind when the library can be loaded (not under TSan)") {
     void* library = ::dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
     const bool available = library != nullptr && ::dlsym(library, "unw_backtrace") != nullptr;
     if (library != nullptr)
         ::dlclose(library);
+#if defined(__SANITIZE_THREAD__)
+    (void)available; // TSan builds always take Boost's way (src/stack.cpp says why)
+    CHECK(warden::detail::stack_capture_backend() == "boost");
+#else
     CHECK(warden::detail::stack_capture_backend() == (available ? "libunwind" : "boost"));
+#endif
 }
 
 TEST_CASE("capture_stack records the same frames as Boost.Stacktrace") {
