@@ -204,6 +204,7 @@ unw_backtrace_function load_unw_backtrace() noexcept {
 
 unw_backtrace_function unw_backtrace_if_loaded() noexcept {
 #if defined(__SANITIZE_THREAD__)
+    (void)&load_unw_backtrace;
     // Under ThreadSanitizer, libunwind's per-thread cache destructor (a pthread key's) runs
     // after TSan has torn the exiting thread down, and TSan's mutex interceptor then crashes
     // (SIGSEGV in __tsan::MutexPreLock from __nptl_deallocate_tsd). TSan builds capture with
