@@ -17,10 +17,13 @@
 #include <atomic>
 #include <stdexcept>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <warden/supervisor.hpp>
@@ -91,9 +94,51 @@ double thread_trial(asio::io_context& io, warden::capture capture) {
     return microseconds(times.caught - times.thrown);
 }
 
+// What the thread child's figure would be without warden: the same hand-off written in plain
+// Asio. A fresh one-thread pool runs the throwing job; it catches, posts the exception to the
+// parent's io_context and cancels the timer the parent coroutine waits on, which rethrows.
+// The parent sleeps in io.run() as with warden, so this is the machine's cost of waking it.
+double raw_thread_trial(asio::io_context& io) {
+    trial_times times;
+    asio::thread_pool pool(1);
+    asio::steady_timer wake(io, asio::steady_timer::time_point::max());
+    std::exception_ptr failure;
+    std::atomic<bool> go{false};
+    asio::post(pool, [&] {
+        go.wait(false);
+        try {
+            times.thrown = bench_clock::now();
+            throw std::runtime_error("latency trial");
+        } catch (...) {
+            asio::post(io, [&failure, &wake, error = std::current_exception()] {
+                failure = error;
+                wake.cancel();
+            });
+        }
+    });
+    auto parent = [&]() -> asio::awaitable<void> {
+        co_await wake.async_wait(asio::as_tuple(asio::use_awaitable));
+        try {
+            std::rethrow_exception(failure);
+        } catch (const std::runtime_error&) {
+            times.caught = bench_clock::now();
+        }
+    };
+    asio::co_spawn(io, parent, check_handler);
+    asio::post(io, [&go] {
+        go.store(true);
+        go.notify_one();
+    });
+    io.run();
+    io.restart();
+    pool.join();
+    return microseconds(times.caught - times.thrown);
+}
+
 struct samples {
     std::vector<double> coroutine;
     std::vector<double> thread;
+    std::vector<double> raw_thread;
 };
 
 samples run_trials(std::size_t trials, std::size_t warmup, warden::capture capture) {
@@ -103,9 +148,11 @@ samples run_trials(std::size_t trials, std::size_t warmup, warden::capture captu
         // Alternated, so both kinds see the same machine load.
         const double c = coroutine_trial(io, capture);
         const double t = thread_trial(io, capture);
+        const double r = raw_thread_trial(io);
         if (i >= warmup) {
             out.coroutine.push_back(c);
             out.thread.push_back(t);
+            out.raw_thread.push_back(r);
         }
     }
     return out;
@@ -136,6 +183,13 @@ int main(int argc, char** argv) {
         fmt::format("{} trials; capture::location; logger \"warden\" off", trials);
     emit_percentiles("failure -> join: coroutine child", quiet.coroutine, true, quiet_note);
     emit_percentiles("failure -> join: thread child", quiet.thread, true, quiet_note);
+    emit_percentiles(
+        "failure -> parent, no warden: plain Asio hand-off from a pool thread (info)",
+        quiet.raw_thread, false,
+        fmt::format("{} trials, alternating with the rows above: a fresh thread_pool(1) "
+                    "job catches, posts the exception_ptr to the parent's io_context "
+                    "and cancels the timer the parent awaits",
+                    trials));
 
     logger.set_level(default_level);
     const long rss_before = resident_mb();

@@ -29,11 +29,13 @@ class process;
 
 namespace warden::detail {
 
-// A failure as the supervisor keeps it: the report without its spawn stack symbolised
-// (that costs milliseconds, so it is done once, when a report is first handed out).
+// A failure as the supervisor keeps it. Two parts of the report are filled in once, by
+// whoever needs them first, after the waiters have been woken: what() and the type name
+// (microseconds), and the symbolised spawn stack (milliseconds).
 struct failure_record {
     failure_report report;
     std::shared_ptr<const stack_capture> spawn_stack;
+    std::once_flag described;
     std::once_flag symbolised;
     bool observed = false; // thrown by a wait; guarded by the supervisor's mutex
 };
@@ -168,6 +170,7 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
 
   private:
     failure_report snapshot_locked(failure_record& r, bool with_stragglers) const;
+    void describe(failure_record& r) const;
     void symbolise(failure_record& r) const;
     // Without the spawn stack, which is symbolised only where a report needs it.
     warden::origin origin_of(const child_record& child) const;

@@ -239,9 +239,6 @@ void supervisor_core::cancel_child(child_record& child) {
 void supervisor_core::child_finished(child_record& child, std::exception_ptr error) {
     const bool cancelled = child.cancel_requested();
     const bool failed = error && !(cancelled && is_cancellation(error));
-    exception_description description;
-    if (failed)
-        description = describe(error);
 
     std::shared_ptr<child_record> keep_alive;
     std::vector<std::shared_ptr<child_record>> siblings;
@@ -258,14 +255,13 @@ void supervisor_core::child_finished(child_record& child, std::exception_ptr err
             failure->spawn_stack = child.spawn_stack_;
             auto& r = failure->report;
             r.error = error;
-            r.what = std::move(description.what);
-            r.type = std::move(description.type);
             r.child = child.name_;
             r.kind = child.kind_;
             r.origin = origin_of(child);
             r.when = std::chrono::system_clock::now();
             // Copied here, under the lock: once it is released a waiter may be writing the
-            // record's symbolised stack (TSan: "collect policy runs every child to the end").
+            // record's description and symbolised stack (TSan: "collect policy runs every
+            // child to the end"). Both are added to the copy below.
             report = std::make_shared<failure_report>(r);
             if (first) {
                 failed_at_ = clock_type::now();
@@ -311,6 +307,12 @@ void supervisor_core::child_finished(child_record& child, std::exception_ptr err
     }
 
     if (failure != nullptr) {
+        // Described after the waiters were woken: rethrowing to read what() and demangling
+        // the type cost microseconds (several, the first time on a fresh pool thread) that
+        // the parent need not wait for; a waiter that builds a report first does it itself.
+        describe(*failure);
+        report->what = failure->report.what; // ordered after the write by call_once
+        report->type = failure->report.type;
         // Symbolising takes milliseconds, so it happens after every waiter has been woken,
         // and only for the first failure: in a storm of ten thousand failures the later
         // ones are logged by their first line and origin (their stacks are symbolised when
@@ -389,6 +391,14 @@ void supervisor_core::cancel() {
         cancel_child(*child);
 }
 
+void supervisor_core::describe(failure_record& r) const {
+    std::call_once(r.described, [&] {
+        auto d = detail::describe(r.report.error);
+        r.report.what = std::move(d.what);
+        r.report.type = std::move(d.type);
+    });
+}
+
 void supervisor_core::symbolise(failure_record& r) const {
     std::call_once(r.symbolised, [&] {
         if (r.spawn_stack)
@@ -418,10 +428,12 @@ std::vector<running_child> supervisor_core::running_locked() const {
 }
 
 failure_report supervisor_core::snapshot_locked(failure_record& r, bool with_stragglers) const {
+    describe(r);
     symbolise(r);
     failure_report out = r.report;
     if (&r == &failures_.front()) {
         for (auto it = std::next(failures_.begin()); it != failures_.end(); ++it) {
+            describe(*it); // done already by the failing child's thread, unless it is just now
             // One line each, even when what() has several (a process's output tail).
             auto line = first_line(it->report);
             out.suppressed.push_back(line.substr(0, line.find('\n')));
