@@ -6,8 +6,11 @@
 // the timed region. capture::location is the figure (the stack capture is the stacktrace
 // figure's subject); the default capture::stacktrace is measured too, for information.
 
+#include <atomic>
 #include <cstdlib>
 #include <latch>
+#include <memory>
+#include <mutex>
 #include <thread>
 
 #include <boost/asio/io_context.hpp>
@@ -38,6 +41,49 @@ void raw_thread_pool() {
     pool.join();
 }
 
+// The baseline plus the least that tracking each child takes: a heap record per child
+// (a handle the caller could keep), a table of running children under a mutex, entered by the
+// spawning thread and left by the pool thread that ran the child. Info: a floor for any
+// supervisor that can name, cancel or list each of its children.
+struct tracked_child {
+    tracked_child* previous = nullptr;
+    tracked_child* next = nullptr;
+    std::shared_ptr<tracked_child> self; // the table's reference
+    std::atomic<bool> done{false};
+};
+
+void raw_thread_pool_tracked() {
+    asio::thread_pool pool(pool_threads());
+    std::mutex mutex;
+    tracked_child* head = nullptr;
+    std::latch done(static_cast<std::ptrdiff_t>(children));
+    for (std::size_t i = 0; i < children; ++i) {
+        auto child = std::make_shared<tracked_child>();
+        {
+            std::lock_guard lock(mutex);
+            child->self = child;
+            child->next = head;
+            if (head != nullptr)
+                head->previous = child.get();
+            head = child.get();
+        }
+        asio::post(pool, [&mutex, &head, &done, child] {
+            std::shared_ptr<tracked_child> table_ref;
+            {
+                std::lock_guard lock(mutex);
+                (child->previous != nullptr ? child->previous->next : head) = child->next;
+                if (child->next != nullptr)
+                    child->next->previous = child->previous;
+                table_ref = std::move(child->self);
+            }
+            child->done.store(true, std::memory_order_release);
+            done.count_down();
+        });
+    }
+    done.wait();
+    pool.join();
+}
+
 void warden_pool(warden::capture capture) {
     asio::io_context io;
     warden::supervisor sup{io.get_executor(), {.threads = pool_threads(), .capture = capture}};
@@ -55,6 +101,7 @@ int main(int argc, char** argv) {
         add_fresh_process_benchmark(name, repetitions, fn);
     };
     add("raw_thread_pool", [] { raw_thread_pool(); });
+    add("raw_thread_pool_tracked", [] { raw_thread_pool_tracked(); });
     add("warden_pool_location", [] { warden_pool(warden::capture::location); });
     add("warden_pool_stacktrace", [] { warden_pool(warden::capture::stacktrace); });
     auto medians = run_benchmarks(argc, argv);
@@ -62,6 +109,7 @@ int main(int argc, char** argv) {
     const double raw = median_of(medians, "raw_thread_pool");
     const double location = median_of(medians, "warden_pool_location");
     const double stacktrace = median_of(medians, "warden_pool_stacktrace");
+    const double tracked = median_of(medians, "raw_thread_pool_tracked");
     const std::string threads = fmt::format("{} pool threads", pool_threads());
     emit({"blocking: 100k trivial children, capture::location", location, raw, "ms", "<= 1.15x",
           check(location <= 1.15 * raw),
@@ -69,5 +117,9 @@ int main(int argc, char** argv) {
                       repetitions)});
     emit({"blocking: same, capture::stacktrace (info)", stacktrace, raw, "ms", "-", verdict::info,
           threads});
+    emit({"blocking: raw post + a record per child in a table under a mutex (info)", tracked, raw,
+          "ms", "-", verdict::info,
+          "the baseline plus the least that tracking each child takes: a floor for any "
+          "supervisor that can name, cancel or list its children"});
     return 0;
 }
