@@ -145,11 +145,15 @@ void process_state::start(unique_fd pidfd, unique_fd output, unique_fd report, u
         report_.buffer.resize(read_buffer_size);
     }
     crash_ = std::move(crash);
-    // The waits start on the executor, from now on the only place these objects are touched.
-    asio::post(executor_, [self = shared_from_this()] { self->begin(); });
+    begin();
 }
 
+// The waits are initiated here, on the spawning thread, rather than posted to the executor:
+// that hand-off was one of the two thread switches per process that made spawn + wait slower
+// than posix_spawn + waitpid (bench/README.md). From here on the objects are touched only by
+// completion handlers on the executor, each of which first waits for this to finish.
 void process_state::begin() {
+    std::lock_guard lock(beginning_);
     wait_exit();
     output_.reading = true;
     read_next(output_);
@@ -157,6 +161,10 @@ void process_state::begin() {
         report_.reading = true;
         read_next(report_);
     }
+}
+
+void process_state::after_begin() {
+    std::lock_guard lock(beginning_);
 }
 
 void process_state::read_next(pipe_reader& r) {
@@ -168,6 +176,7 @@ void process_state::read_next(pipe_reader& r) {
 }
 
 void process_state::on_read(pipe_reader& r, const boost::system::error_code& ec, std::size_t n) {
+    after_begin();
     if (n > 0)
         deliver(r, r.buffer.data(), n);
     if (!ec && !exited_) {
@@ -285,6 +294,7 @@ void process_state::wait_exit() {
 }
 
 void process_state::on_exit_ready(const boost::system::error_code& ec) {
+    after_begin();
     if (ec == asio::error::operation_aborted)
         return;
     {

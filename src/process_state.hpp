@@ -144,7 +144,11 @@ class process_state : public std::enable_shared_from_this<process_state> {
         bool lines = false; // output pipe: split into lines; report pipe: keep bytes
     };
 
+    // Initiates the exit wait and the pipe reads, on the spawning thread, under `beginning_`.
     void begin();
+    // Called first by every completion handler: one that runs on the I/O thread before
+    // begin() has finished on the spawning thread waits for it here.
+    void after_begin();
     void read_next(pipe_reader& r);
     void on_read(pipe_reader& r, const boost::system::error_code& ec, std::size_t n);
     void drain(pipe_reader& r);
@@ -183,6 +187,7 @@ class process_state : public std::enable_shared_from_this<process_state> {
     bool finishing_ = false;
     bool killed_ = false; // SIGKILL sent by the kill timer
 
+    std::mutex beginning_;
     mutable std::mutex mutex_;
     std::deque<std::string> tail_;
     std::vector<std::shared_ptr<line_waiter>> waiters_;
