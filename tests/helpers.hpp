@@ -2,10 +2,12 @@
 
 // Small test utilities: thread counts, and running a test program as a subprocess.
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <string>
 #include <sys/wait.h>
+#include <thread>
 
 namespace warden_test {
 
@@ -14,6 +16,19 @@ inline std::size_t thread_count() {
     for ([[maybe_unused]] const auto& entry :
          std::filesystem::directory_iterator("/proc/self/task"))
         ++n;
+    return n;
+}
+
+// thread_count(), read again until it is `expected` or 2 s have passed: a joined thread can
+// stay listed in /proc/self/task a little after pthread_join returns (the kernel clears its
+// tid before it removes it).
+inline std::size_t thread_count_once_settled(std::size_t expected) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    auto n = thread_count();
+    while (n != expected && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::yield();
+        n = thread_count();
+    }
     return n;
 }
 
