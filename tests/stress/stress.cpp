@@ -51,6 +51,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
 
+#include "../helpers.hpp"
+
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
 
@@ -142,27 +144,6 @@ struct run_result {
     bool ok = true;
     std::string violation;
 };
-
-std::size_t count_dir(const char* path) {
-    std::size_t n = 0;
-    for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(path))
-        ++n;
-    return n;
-}
-
-// pthread_join returns once the kernel has cleared the exiting thread's tid, which it does a
-// little before it takes the thread out of /proc/self/task (seed 2029, run 55144: "threads
-// 2 -> 3", not reproducible on replay). A count that differs is read again until it matches
-// or a deadline passes; a thread really left running stays counted.
-std::size_t thread_count_once_settled(std::size_t expected) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-    auto n = count_dir("/proc/self/task");
-    while (n != expected && std::chrono::steady_clock::now() < deadline) {
-        std::this_thread::yield();
-        n = count_dir("/proc/self/task");
-    }
-    return n;
-}
 
 bool has_child_processes() {
     errno = 0;
@@ -554,8 +535,8 @@ int main(int argc, char** argv) {
     auto dir =
         std::filesystem::temp_directory_path() / ("warden_stress." + std::to_string(::getpid()));
     std::filesystem::create_directories(dir);
-    const auto threads_before = count_dir("/proc/self/task");
-    const auto fds_before = count_dir("/proc/self/fd");
+    const auto threads_before = warden_test::thread_count();
+    const auto fds_before = warden_test::fd_count();
     long violations = 0;
     const auto start = std::chrono::steady_clock::now();
     for (long r = first_run; r < runs; ++r) {
@@ -564,12 +545,13 @@ int main(int argc, char** argv) {
         std::mt19937_64 rng(seq);
         stress_run run(rng, kinds, dir);
         auto result = run.execute();
-        if (const auto t = thread_count_once_settled(threads_before); t != threads_before) {
+        if (const auto t = warden_test::thread_count_once_settled(threads_before);
+            t != threads_before) {
             result.ok = false;
             result.violation +=
                 " threads " + std::to_string(threads_before) + " -> " + std::to_string(t);
         }
-        if (const auto f = count_dir("/proc/self/fd"); f != fds_before) {
+        if (const auto f = warden_test::fd_count(); f != fds_before) {
             result.ok = false;
             result.violation += " fds " + std::to_string(fds_before) + " -> " + std::to_string(f);
         }
