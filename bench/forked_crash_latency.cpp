@@ -59,15 +59,20 @@ stamp* shared_stamp() {
     return new (memory) stamp;
 }
 
+// The child stamps the time, then stores through a null pointer.
+void spawn_crashing_child(warden::supervisor& sup, stamp* s) {
+    s->crashed_at.store(0);
+    sup.spawn_forked([s] {
+        s->crashed_at.store(bench_clock::now().time_since_epoch().count());
+        *null_target = 1;
+    });
+}
+
 // The latency in us, or a negative value if the parent did not see a SIGSEGV crash.
 double trial(stamp* s, warden::capture capture) {
     warden::supervisor sup{{.capture = capture}};
-    s->crashed_at.store(0);
     try {
-        sup.spawn_forked([s] {
-            s->crashed_at.store(bench_clock::now().time_since_epoch().count());
-            *null_target = 1;
-        });
+        spawn_crashing_child(sup, s);
         sup.wait();
     } catch (const warden::process_crashed& e) {
         const auto caught = bench_clock::now();
@@ -86,12 +91,8 @@ double trial(stamp* s, warden::capture capture) {
 // failure_group once the crashed child is reaped), so every trial's report is built on the
 // same I/O thread. The difference from trial() is what a fresh supervisor's threads cost.
 double collect_trial(warden::supervisor& sup, stamp* s) {
-    s->crashed_at.store(0);
     try {
-        sup.spawn_forked([s] {
-            s->crashed_at.store(bench_clock::now().time_since_epoch().count());
-            *null_target = 1;
-        });
+        spawn_crashing_child(sup, s);
         sup.wait();
     } catch (const warden::failure_group& e) {
         const auto caught = bench_clock::now();
