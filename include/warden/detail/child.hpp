@@ -77,10 +77,8 @@ class child_record {
 
     // The small members side by side: one record per child, and 100k live children is a
     // use case (bench/memory_per_child.cpp).
-    //
-    // Set once, by the first cancel.
-    std::atomic<bool> cancel_requested_{false};
-    std::atomic<bool> done_{false};
+    std::atomic<bool> cancel_requested_{false}; // set once, by the first cancel
+    std::atomic<bool> done_{false};             // set once, by child_finished()
     mutable small_lock mutex_;
     bool cancel_delivered_ = false; // guarded by mutex_
 
