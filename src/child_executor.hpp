@@ -5,6 +5,7 @@
 #include <utility>
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/execution/blocking.hpp>
 #include <boost/asio/prefer.hpp>
 #include <boost/asio/query.hpp>
 #include <boost/asio/require.hpp>
@@ -20,6 +21,23 @@ namespace warden::detail {
 // Inner is io_context::executor_type when the supervisor runs on an io_context (its own, or
 // the caller's): 8 bytes, which with the shared_ptr fits any_io_executor's small buffer, so
 // copies of the child's executor never allocate. Otherwise it is any_io_executor.
+// Counts the child handlers running nested on this thread.
+class inline_depth_guard {
+  public:
+    inline_depth_guard() noexcept { ++depth_; }
+    ~inline_depth_guard() { --depth_; }
+    inline_depth_guard(const inline_depth_guard&) = delete;
+    inline_depth_guard& operator=(const inline_depth_guard&) = delete;
+    static int depth() noexcept { return depth_; }
+
+  private:
+    static inline thread_local int depth_ = 0;
+};
+
+// Deep enough that only a chain of spawns reaches it; shallow enough that the stack it takes
+// (about 2 KB a level) is a small part of any thread's.
+inline constexpr int max_inline_depth = 64;
+
 template <class Inner>
 class child_executor {
   public:
@@ -48,12 +66,25 @@ class child_executor {
         return child_executor<result>(boost::asio::prefer(inner_, p), child_);
     }
 
+    const Inner& inner() const noexcept { return inner_; }
+
+    // Asio runs a handler inline when it is dispatched on the thread that runs the executor,
+    // so a coroutine child that spawns the next one starts it on its own stack, and a chain of
+    // nested spawns grows the stack with each level until it overflows (at ~4,500 levels). Past
+    // max_inline_depth nested handlers the next one is posted instead, and the chain continues
+    // from a fresh stack (test: "ten thousand nested coroutine spawns do not overflow the stack").
     template <class Function>
     void execute(Function&& f) const {
-        inner_.execute([child = child_, f = std::forward<Function>(f)]() mutable {
+        auto run = [child = child_, f = std::forward<Function>(f)]() mutable {
             current_child_scope scope(child.get());
+            inline_depth_guard depth;
             std::move(f)();
-        });
+        };
+        if (inline_depth_guard::depth() < max_inline_depth)
+            inner_.execute(std::move(run));
+        else
+            boost::asio::require(inner_, boost::asio::execution::blocking.never)
+                .execute(std::move(run));
     }
 
     friend bool operator==(const child_executor& a, const child_executor& b) noexcept {

@@ -16,9 +16,9 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/thread_pool.hpp>
 
 #include <warden/detail/child.hpp>
+#include <warden/detail/duration.hpp>
 #include <warden/errors.hpp>
 #include <warden/options.hpp>
 #include <warden/report.hpp>
@@ -38,6 +38,44 @@ struct failure_record {
     std::once_flag described;
     std::once_flag symbolised;
     bool observed = false; // thrown by a wait; guarded by the supervisor's mutex
+};
+
+// What the calling thread is to an executor. `io` is the io_context under it when this thread
+// runs that context (a blocking wait here would stop the handlers the wait needs);
+// `inside_strand`: this thread is running a handler of the executor's own strand. Known
+// executors: io_context's, strands of it, and children's executors wrapping either.
+struct executor_thread {
+    boost::asio::io_context* io = nullptr;
+    bool strand = false;
+    bool inside_strand = false;
+
+    // A handler for the executor may run right here, now, instead of being posted.
+    bool may_run_here() const noexcept { return io != nullptr && (!strand || inside_strand); }
+};
+executor_thread thread_of(const boost::asio::any_io_executor& executor);
+
+// The threads that run blocking children: an io_context run by `size` threads. Not
+// asio::thread_pool: when one of its threads cannot be created its constructor throws with the
+// others left running, and destroying it then waits for them forever.
+class blocking_pool {
+  public:
+    // More would be a mistake, not a plan (the kernel's own limits are near 32k threads).
+    static constexpr std::size_t max_threads = 16384;
+
+    // Throws spawn_error, with no thread left, if `size` is too large or a thread cannot start.
+    blocking_pool(std::size_t size, const std::string& supervisor);
+    ~blocking_pool();
+    blocking_pool(const blocking_pool&) = delete;
+    blocking_pool& operator=(const blocking_pool&) = delete;
+
+    boost::asio::io_context::executor_type executor() noexcept { return io_.get_executor(); }
+    // Runs what is queued, then joins the threads.
+    void join();
+
+  private:
+    boost::asio::io_context io_;
+    std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
+    std::vector<std::thread> threads_;
 };
 
 // The child currently running on this thread (blocking job, or coroutine resumed through
@@ -114,7 +152,12 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
 
     const supervisor_options& options() const noexcept { return options_; }
     boost::asio::any_io_executor executor() const { return executor_; }
-    boost::asio::thread_pool& pool();
+    // Created by the first blocking spawn; throws spawn_error if it cannot be.
+    blocking_pool& pool();
+    // cancel_grace as a duration of the clock, never negative.
+    std::chrono::steady_clock::duration cancel_grace() const noexcept;
+    // A supervisor created while a child runs is cancelled with that child.
+    void nest_in_running_child();
 
     // Fills the record's identity and origin and enters it in the table. Throws
     // supervisor_closed once the supervisor is cancelled or has failed.
@@ -136,12 +179,22 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
               std::chrono::steady_clock::duration timeout, function_ref<bool()>* pred,
               std::chrono::steady_clock::duration poll);
 
+    // What a report needs from the table, taken under the lock and finished after it (what()
+    // and the type name take microseconds, symbols milliseconds).
+    struct report_draft {
+        failure_record* record = nullptr;
+        std::vector<failure_record*> later; // the first failure's suppressed ones
+        std::vector<std::string> stragglers;
+    };
     enum class verdict { keep_waiting, finished, throw_error };
     struct step {
         verdict what = verdict::keep_waiting;
-        std::exception_ptr error;                      // for throw_error
+        std::vector<report_draft> reports;             // for throw_error
+        bool group = false;                            // throw failure_group(reports)
         std::chrono::steady_clock::time_point wake_at; // for keep_waiting
     };
+    // Throws what a throw_error step decided. Call without the lock.
+    [[noreturn]] void throw_failure(step s);
     // The decision every wait makes, under the lock. `at_once` throws the first failure
     // without waiting for the cancelled siblings (wait_until).
     step evaluate(std::unique_lock<std::mutex>& lock, std::chrono::steady_clock::time_point now,
@@ -169,18 +222,24 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
     void shutdown() noexcept;
 
   private:
-    failure_report snapshot_locked(failure_record& r, bool with_stragglers) const;
+    report_draft draft_locked(failure_record& r, bool with_stragglers) const;
+    failure_report finish(report_draft draft) const;
     void describe(failure_record& r) const;
     void symbolise(failure_record& r) const;
     // Without the spawn stack, which is symbolised only where a report needs it.
     warden::origin origin_of(const child_record& child) const;
-    running_child describe_running(const child_record& child,
-                                   std::chrono::steady_clock::time_point now) const;
-    std::vector<running_child> running_locked() const;
+    std::vector<running_child>
+    describe_running(const std::vector<std::shared_ptr<child_record>>& children,
+                     std::chrono::steady_clock::time_point now) const;
+
+    // How many children a report or a join_timeout names, the longest running first.
+    static constexpr std::size_t max_listed = 32;
     // Ends the caller's critical section, then wakes wait_until (every change); `settled`
     // also wakes join and wait: every child done, a failure, or a cancel. Waking after the
     // unlock: a woken waiter's first step is to take the lock.
-    void notify_and_unlock(std::unique_lock<std::mutex>& lock, bool settled);
+    // `request_stop` requests stop on stop_token() before anyone is woken.
+    void notify_and_unlock(std::unique_lock<std::mutex>& lock, bool settled, bool request_stop);
+    void wait_for_children_to_end(std::unique_lock<std::mutex>& lock);
 
     supervisor_options options_;
     mutable std::optional<boost::asio::io_context> own_io_; // mutable: get_executor() is not const
@@ -188,7 +247,7 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
     std::thread io_thread_;
     boost::asio::any_io_executor executor_;
     std::once_flag pool_created_;
-    std::unique_ptr<boost::asio::thread_pool> pool_; // written once, under pool_created_
+    std::unique_ptr<blocking_pool> pool_; // written once, under pool_created_
 
     mutable std::mutex mutex_;
     std::condition_variable changed_; // any change: wait_until
@@ -200,7 +259,6 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
     // cache filled on first hand-out, by const accessors too.
     mutable std::deque<failure_record> failures_;
     std::chrono::steady_clock::time_point failed_at_;
-    bool failure_observed_ = false;
     std::uint64_t notifications_ = 0;
     std::uint64_t settlements_ = 0;
     std::vector<unique_function<void()>> change_waiters_;

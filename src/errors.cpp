@@ -32,10 +32,10 @@ std::string tail_text(const std::vector<std::string>& tail) {
 }
 
 std::string describe_running(const std::string& supervisor, std::chrono::milliseconds timeout,
-                             const std::vector<running_child>& running) {
-    std::string out =
-        fmt::format("warden: supervisor {}: {} child{} still running after {} ms", supervisor,
-                    running.size(), running.size() == 1 ? "" : "ren", timeout.count());
+                             const std::vector<running_child>& running, std::size_t unlisted) {
+    const std::size_t count = running.size() + unlisted;
+    std::string out = fmt::format("warden: supervisor {}: {} child{} still running after {} ms",
+                                  supervisor, count, count == 1 ? "" : "ren", timeout.count());
     for (const auto& child : running) {
         out += fmt::format("\n  {} ({}) running for {:.3f} s", child.name, to_string(child.kind),
                            std::chrono::duration<double>(child.running_for).count());
@@ -44,6 +44,8 @@ std::string describe_running(const std::string& supervisor, std::chrono::millise
             where.pop_back();
         out += "\n" + where;
     }
+    if (unlisted > 0)
+        out += fmt::format("\n  ... and {} more", unlisted);
     return out;
 }
 
@@ -64,10 +66,11 @@ std::string signal_name(int signal) {
 }
 
 join_timeout::join_timeout(std::string supervisor, std::chrono::milliseconds timeout,
-                           std::vector<running_child> running)
-    : std::runtime_error(describe_running(supervisor, timeout, running))
+                           std::vector<running_child> running, std::size_t unlisted)
+    : std::runtime_error(describe_running(supervisor, timeout, running, unlisted))
     , timeout_(timeout)
-    , running_(std::move(running)) {}
+    , running_(std::move(running))
+    , unlisted_(unlisted) {}
 
 failure_group::failure_group(std::vector<failure_report> reports)
     : std::runtime_error(describe_group(reports))

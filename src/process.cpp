@@ -71,13 +71,6 @@ constexpr std::size_t max_crash_bytes = 4096;
 
 std::atomic<std::uint64_t> next_process_number{0};
 
-clock_type::time_point deadline_after(clock_type::duration timeout) {
-    const auto now = clock_type::now();
-    if (timeout >= clock_type::time_point::max() - now)
-        return clock_type::time_point::max();
-    return now + timeout;
-}
-
 } // namespace
 
 unique_fd& unique_fd::operator=(unique_fd&& other) noexcept {
@@ -352,7 +345,7 @@ void process_state::request_cancel() {
 void process_state::arm_kill_timer() {
     if (exited_)
         return;
-    kill_timer_.emplace(executor_, core_->options().cancel_grace);
+    kill_timer_.emplace(executor_, core_->cancel_grace());
     kill_timer_->async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
         if (ec)
             return;

@@ -10,6 +10,8 @@ namespace warden::detail {
 
 // Makes a report findable by report_for(its error).
 void register_report(std::shared_ptr<const failure_report> report);
+// The newest report registered for this exception object, or null.
+std::shared_ptr<const failure_report> find_report(const std::exception_ptr& error) noexcept;
 
 // The running test's name (set_current_test), shared by every origin recorded in it; null
 // outside a test.

@@ -99,18 +99,39 @@ std::string failure_report::to_string() const {
             start = end + 1;
         }
     }
+    // Innermost last: the chain ends at the child that threw.
+    for (const failure_report* r = inner.get(); r != nullptr; r = r->inner.get()) {
+        out += fmt::format("  passed up from {} ({}) of supervisor {}\n", r->child,
+                           warden::to_string(r->kind), r->origin.supervisor);
+        out += detail::describe_origin(r->origin, "    ");
+    }
     return out;
 }
 
-const failure_report* report_for(const std::exception_ptr& error) noexcept {
+const failure_report& failure_report::innermost() const noexcept {
+    const failure_report* r = this;
+    while (r->inner)
+        r = r->inner.get();
+    return *r;
+}
+
+namespace detail {
+
+std::shared_ptr<const failure_report> find_report(const std::exception_ptr& error) noexcept {
     if (!error)
         return nullptr;
-    std::lock_guard lock(detail::registry_mutex);
+    std::lock_guard lock(registry_mutex);
     // Newest first: a failure is registered again, with its suppressed list, when thrown.
-    for (auto it = detail::registry.rbegin(); it != detail::registry.rend(); ++it)
+    for (auto it = registry.rbegin(); it != registry.rend(); ++it)
         if ((*it)->error == error)
-            return it->get();
+            return *it;
     return nullptr;
+}
+
+} // namespace detail
+
+const failure_report* report_for(const std::exception_ptr& error) noexcept {
+    return detail::find_report(error).get();
 }
 
 void set_current_test(std::string name) {

@@ -250,6 +250,13 @@ std::string symbolise(const stack_capture& stack) {
     return symbolise_frames(stack.frames);
 }
 
+const std::string& symbolise_batch::operator()(const stack_capture& stack) {
+    auto [it, inserted] = done_.try_emplace(stack.frames);
+    if (inserted)
+        it->second = symbolise(stack);
+    return it->second;
+}
+
 std::string symbolise_frames(std::span<const void* const> frames) {
     if (symbolising_thread* shared = shared_symboliser()) {
         return shared->symbolise(frames);

@@ -1,10 +1,12 @@
 #pragma once
 
 #include <cstddef>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace warden::detail {
 
@@ -17,6 +19,16 @@ struct stack_capture;
 std::shared_ptr<const stack_capture> capture_stack(std::size_t skip);
 // "0# function at file:line" lines.
 std::string symbolise(const stack_capture& stack);
+
+// Symbolises many stacks, each distinct list of frames once: the children of one spawn loop
+// share their text.
+class symbolise_batch {
+  public:
+    const std::string& operator()(const stack_capture& stack);
+
+  private:
+    std::map<std::vector<const void*>, std::string> done_;
+};
 
 // The one place that turns addresses into text, Boost.Stacktrace's format (" 0# function at
 // file:line", one line per frame, up to the first null address). In the process that loaded

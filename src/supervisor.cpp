@@ -27,6 +27,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <condition_variable>
 #include <iterator>
 #include <limits>
 #include <stdexcept>
@@ -38,6 +39,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/system/system_error.hpp>
@@ -103,13 +105,87 @@ bool is_cancellation(const std::exception_ptr& error) noexcept {
         return e.code() == asio::error::operation_aborted;
     } catch (const std::system_error& e) {
         return e.code() == std::errc::operation_canceled;
+    } catch (const supervisor_closed&) {
+        // A cancelled child that tries to spawn is refused: that ends it, as cancelled.
+        return true;
     } catch (...) {
         return false;
     }
 }
 
+void throw_empty_task() {
+    throw std::logic_error(
+        "warden: task is empty (default-constructed or moved-from): it refers to no child");
+}
+
+// A task::get that a thread child is blocked in. Shared: the awaited child's on_done callback
+// may outlive the wait.
+struct blocked_wait {
+    std::mutex mutex;
+    std::condition_variable woken_cv;
+    bool woken = false;
+
+    void wake() {
+        {
+            std::lock_guard lock(mutex);
+            woken = true;
+        }
+        woken_cv.notify_all();
+    }
+};
+
 child_record* current_child() noexcept {
     return running_child_;
+}
+
+namespace {
+
+executor_thread on_thread_of(const asio::io_context::executor_type& io) {
+    return {io.running_in_this_thread() ? &io.context() : nullptr, false};
+}
+
+executor_thread on_thread_of(const asio::any_io_executor& executor) {
+    return thread_of(executor);
+}
+
+template <class Inner>
+executor_thread on_thread_of(const asio::strand<Inner>& strand) {
+    auto here = on_thread_of(strand.get_inner_executor());
+    here.strand = true;
+    here.inside_strand = here.io != nullptr && strand.running_in_this_thread();
+    return here;
+}
+
+template <class Inner>
+executor_thread on_thread_of(const child_executor<Inner>& child) {
+    return on_thread_of(child.inner());
+}
+
+template <class Executor, class... Rest>
+bool find_thread_of(const asio::any_io_executor& executor, executor_thread& out) {
+    if (const auto* e = executor.target<Executor>()) {
+        out = on_thread_of(*e);
+        return true;
+    }
+    if constexpr (sizeof...(Rest) > 0)
+        return find_thread_of<Rest...>(executor, out);
+    else
+        return false;
+}
+
+} // namespace
+
+executor_thread thread_of(const asio::any_io_executor& executor) {
+    using io_executor = asio::io_context::executor_type;
+    // What a coroutine's handlers carry: the same executor, tracking outstanding work.
+    using io_tracked = std::decay_t<decltype(asio::prefer(
+        std::declval<io_executor>(), asio::execution::outstanding_work.tracked))>;
+    executor_thread out;
+    find_thread_of<io_executor, child_executor<io_executor>, io_tracked, child_executor<io_tracked>,
+                   asio::strand<io_executor>, child_executor<asio::strand<io_executor>>,
+                   asio::strand<asio::any_io_executor>, child_executor<asio::any_io_executor>>(
+        executor, out);
+    return out;
 }
 
 current_child_scope::current_child_scope(child_record* child) noexcept
@@ -128,15 +204,45 @@ void child_record::cancel() {
         owner_->cancel_child(*this);
 }
 
-void child_record::wait_done() const {
+void child_record::wait_done() {
     if (done())
         return;
-    if (current_child() == this)
+    child_record* waiter = current_child();
+    if (waiter == this)
         throw std::logic_error(fmt::format("warden: child {} waits for itself", name_));
-    // Only a thread child can finish while the I/O thread is blocked here.
+    // Only a thread child can finish while the executor's thread is blocked here.
     if (owner_ && kind_ != child_kind::thread)
         owner_->check_can_block("task::get");
-    done_.wait(false, std::memory_order_acquire);
+    if (waiter == nullptr) {
+        done_.wait(false, std::memory_order_acquire);
+        return;
+    }
+    // A child waiting for another ends its wait when it is cancelled itself: the awaited
+    // child may be queued behind the waiter on a full pool, where only the waiter's end lets
+    // it run (test: "bad input: task::get in a thread child on a full pool ends when
+    // cancelled").
+    auto wait = std::make_shared<blocked_wait>();
+    on_done([wait] { wait->wake(); });
+    {
+        std::lock_guard lock(waiter->mutex_);
+        if (!waiter->cancel_requested())
+            waiter->blocked_wait_ = wait.get();
+    }
+    if (waiter->cancel_requested())
+        wait->wake();
+    {
+        std::unique_lock lock(wait->mutex);
+        wait->woken_cv.wait(lock, [&] { return wait->woken; });
+    }
+    {
+        std::lock_guard lock(waiter->mutex_);
+        waiter->blocked_wait_ = nullptr;
+    }
+    if (!done())
+        throw boost::system::system_error(
+            asio::error::operation_aborted,
+            fmt::format("warden: task::get for {} ended: child {} was cancelled", name_,
+                        waiter->name_));
 }
 
 void child_record::on_done(unique_function<void()> fn) {
@@ -162,14 +268,52 @@ supervisor_core::supervisor_core(asio::any_io_executor executor, supervisor_opti
     : options_(std::move(options))
     , executor_(std::move(executor)) {}
 
-asio::thread_pool& supervisor_core::pool() {
+blocking_pool::blocking_pool(std::size_t size, const std::string& supervisor)
+    : io_(size == 1 ? 1 : 0) {
+    if (size > max_threads)
+        throw spawn_error(std::make_error_code(std::errc::invalid_argument),
+                          "supervisor_options::threads",
+                          fmt::format("supervisor {}: a pool of {} threads for blocking children "
+                                      "is more than the {} allowed",
+                                      supervisor, size, max_threads));
+    work_.emplace(io_.get_executor());
+    threads_.reserve(size);
+    try {
+        for (std::size_t i = 0; i < size; ++i)
+            threads_.emplace_back([this] { io_.run(); });
+    } catch (const std::system_error& e) {
+        // RLIMIT_NPROC, the kernel's thread limit, or memory: the threads that did start go,
+        // and the spawn that needed the pool fails with nothing left behind.
+        const std::size_t started = threads_.size();
+        io_.stop();
+        join();
+        throw spawn_error(e.code(), "supervisor_options::threads",
+                          fmt::format("supervisor {}: cannot start thread {} of its pool of {} "
+                                      "for blocking children",
+                                      supervisor, started + 1, size));
+    }
+}
+
+blocking_pool::~blocking_pool() {
+    join();
+}
+
+void blocking_pool::join() {
+    // Jobs already queued run first: each ends a child that the supervisor is waiting for.
+    work_.reset();
+    for (auto& thread : threads_)
+        if (thread.joinable())
+            thread.join();
+}
+
+blocking_pool& supervisor_core::pool() {
     // Not under mutex_: every blocking spawn asks for the pool, and that lock is contended
-    // by the pool threads ending children.
+    // by the pool threads ending children. call_once tries again after a throw.
     std::call_once(pool_created_, [this] {
         std::size_t n = options_.threads;
         if (n == 0)
             n = std::max(1u, std::thread::hardware_concurrency());
-        pool_ = std::make_unique<asio::thread_pool>(n);
+        pool_ = std::make_unique<blocking_pool>(n, options_.name);
     });
     return *pool_;
 }
@@ -229,11 +373,42 @@ void supervisor_core::cancel_child(child_record& child) {
         return;
     if (child.stop_.stop_possible())
         child.stop_.request_stop();
-    std::lock_guard lock(child.mutex_);
-    if (!child.done() && child.cancel_action_ && !child.cancel_delivered_) {
-        child.cancel_delivered_ = true;
-        child.cancel_action_();
+    std::vector<std::weak_ptr<supervisor_core>> nested;
+    {
+        std::lock_guard lock(child.mutex_);
+        if (!child.done() && child.cancel_action_ && !child.cancel_delivered_) {
+            child.cancel_delivered_ = true;
+            child.cancel_action_();
+        }
+        if (child.blocked_wait_ != nullptr)
+            child.blocked_wait_->wake();
+        if (child.nested_)
+            nested = *child.nested_;
     }
+    // Outside the child's lock: cancelling an inner supervisor cancels its children in turn.
+    for (auto& weak : nested)
+        if (auto inner = weak.lock())
+            inner->cancel();
+}
+
+void supervisor_core::nest_in_running_child() {
+    child_record* parent = current_child();
+    if (parent == nullptr)
+        return;
+    bool cancelled;
+    {
+        std::lock_guard lock(parent->mutex_);
+        cancelled = parent->cancel_requested() || parent->done();
+        if (!cancelled) {
+            if (!parent->nested_)
+                parent->nested_ = std::make_unique<std::vector<std::weak_ptr<supervisor_core>>>();
+            std::erase_if(*parent->nested_, [](const auto& weak) { return weak.expired(); });
+            parent->nested_->push_back(weak_from_this());
+        }
+    }
+    // Created by a child that is being cancelled: it starts closed.
+    if (cancelled)
+        cancel();
 }
 
 void supervisor_core::child_finished(child_record& child, std::exception_ptr error) {
@@ -246,6 +421,11 @@ void supervisor_core::child_finished(child_record& child, std::exception_ptr err
     std::shared_ptr<failure_report> report;
     bool first = false;
     std::vector<unique_function<void()>> callbacks;
+    // The same exception object recorded before, by a nested supervisor or a sibling whose
+    // task this child awaited: this report links to it, so it names the child that threw.
+    std::shared_ptr<const failure_report> inner;
+    if (failed)
+        inner = find_report(error);
     {
         auto lock = this->lock();
         keep_alive = live_.erase(child);
@@ -259,6 +439,7 @@ void supervisor_core::child_finished(child_record& child, std::exception_ptr err
             r.kind = child.kind_;
             r.origin = origin_of(child);
             r.when = std::chrono::system_clock::now();
+            r.inner = std::move(inner);
             // Copied here, under the lock: once it is released a waiter may be writing the
             // record's description and symbolised stack (TSan: "collect policy runs every
             // child to the end"). Both are added to the copy below.
@@ -278,14 +459,17 @@ void supervisor_core::child_finished(child_record& child, std::exception_ptr err
             std::lock_guard child_lock(child.mutex_);
             child.error_ = error;
             child.cancel_action_ = {};
+            child.nested_.reset();
             callbacks.swap(child.on_done_);
             // Release: pairs with the acquire in done(); error_ and the value are visible.
             child.done_.store(true, std::memory_order_release);
         }
         // Waits without a predicate (join, wait) care only whether every child is done
         // or one has failed; waking them for each of 100k finishing children costs more
-        // than the children do.
-        notify_and_unlock(lock, failed || live_.empty());
+        // than the children do. Stop is requested before they wake: a waiter that throws the
+        // failure finds stop_token().stop_requested() true.
+        notify_and_unlock(lock, failed || live_.empty(),
+                          first && options_.policy == policy::fail_fast);
     }
     child.done_.notify_all();
     for (auto& callback : callbacks)
@@ -301,7 +485,6 @@ void supervisor_core::child_finished(child_record& child, std::exception_ptr err
             for (const auto& sibling : live_)
                 siblings.push_back(sibling);
         }
-        stop_.request_stop();
         for (auto& sibling : siblings)
             cancel_child(*sibling);
     }
@@ -352,7 +535,8 @@ std::unique_lock<std::mutex> supervisor_core::lock() const {
     return std::unique_lock(mutex_);
 }
 
-void supervisor_core::notify_and_unlock(std::unique_lock<std::mutex>& lock, bool settled) {
+void supervisor_core::notify_and_unlock(std::unique_lock<std::mutex>& lock, bool settled,
+                                        bool request_stop) {
     ++notifications_;
     std::vector<unique_function<void()>> waiters;
     if (settled) {
@@ -360,6 +544,9 @@ void supervisor_core::notify_and_unlock(std::unique_lock<std::mutex>& lock, bool
         waiters.swap(change_waiters_);
     }
     lock.unlock();
+    // Unlocked: request_stop() runs the stop callbacks of every token, users' included.
+    if (request_stop)
+        stop_.request_stop();
     changed_.notify_all();
     if (settled)
         settled_.notify_all();
@@ -369,7 +556,7 @@ void supervisor_core::notify_and_unlock(std::unique_lock<std::mutex>& lock, bool
 
 void supervisor_core::notify() {
     auto lock = this->lock();
-    notify_and_unlock(lock, false);
+    notify_and_unlock(lock, false, false);
 }
 
 void supervisor_core::on_next_change(std::unique_lock<std::mutex>&, unique_function<void()> fn) {
@@ -384,9 +571,8 @@ void supervisor_core::cancel() {
             phase_ = phase::cancelled;
         for (const auto& child : live_)
             children.push_back(child);
-        notify_and_unlock(lock, true);
+        notify_and_unlock(lock, true, true);
     }
-    stop_.request_stop();
     for (auto& child : children)
         cancel_child(*child);
 }
@@ -411,53 +597,69 @@ origin supervisor_core::origin_of(const child_record& child) const {
         child.where_, {}, child.test_ ? *child.test_ : std::string(), child.parent_, options_.name};
 }
 
-running_child supervisor_core::describe_running(const child_record& child,
-                                                clock_type::time_point now) const {
-    running_child c{child.name_, child.kind_, now - child.started_, origin_of(child)};
-    if (child.spawn_stack_)
-        c.origin.stacktrace = detail::symbolise(*child.spawn_stack_);
-    return c;
-}
-
-std::vector<running_child> supervisor_core::running_locked() const {
+// The records are read after the lock is released: what is read of them here was written
+// once, at admission.
+std::vector<running_child>
+supervisor_core::describe_running(const std::vector<std::shared_ptr<child_record>>& children,
+                                  clock_type::time_point now) const {
     std::vector<running_child> out;
-    const auto now = clock_type::now();
-    for (const auto& child : live_)
-        out.push_back(describe_running(*child, now));
+    out.reserve(children.size());
+    symbolise_batch symbolise;
+    for (const auto& child : children) {
+        running_child c{child->name_, child->kind_, now - child->started_, origin_of(*child)};
+        if (child->spawn_stack_)
+            c.origin.stacktrace = symbolise(*child->spawn_stack_);
+        out.push_back(std::move(c));
+    }
     return out;
 }
 
-failure_report supervisor_core::snapshot_locked(failure_record& r, bool with_stragglers) const {
+supervisor_core::report_draft supervisor_core::draft_locked(failure_record& r,
+                                                            bool with_stragglers) const {
+    report_draft d{&r, {}, {}};
+    if (&r == &failures_.front())
+        for (auto it = std::next(failures_.begin()); it != failures_.end(); ++it)
+            d.later.push_back(&*it);
+    if (!with_stragglers)
+        return d;
+    // Bounded: a report must stay readable, and building it is on the parent's wake-up path.
+    const auto now = clock_type::now();
+    for (const auto& child : live_) {
+        if (d.stragglers.size() == max_listed) {
+            d.stragglers.push_back(fmt::format("... and {} more", live_.size() - max_listed));
+            break;
+        }
+        d.stragglers.push_back(fmt::format("{} ({}) running for {}", child->name_,
+                                           to_string(child->kind_),
+                                           format_running_for(now - child->started_)));
+    }
+    return d;
+}
+
+// Unlocked: what() and the type name cost microseconds per failure, symbols milliseconds.
+// The records a draft points to stay where they are (a deque is only appended to) and the
+// fields read here are written once, under call_once or before the record was published.
+failure_report supervisor_core::finish(report_draft draft) const {
+    failure_record& r = *draft.record;
     describe(r);
     symbolise(r);
     failure_report out = r.report;
-    if (&r == &failures_.front()) {
-        for (auto it = std::next(failures_.begin()); it != failures_.end(); ++it) {
-            describe(*it); // done already by the failing child's thread, unless it is just now
-            // One line each, even when what() has several (a process's output tail).
-            auto line = first_line(it->report);
-            out.suppressed.push_back(line.substr(0, line.find('\n')));
-        }
+    for (failure_record* later : draft.later) {
+        describe(*later);
+        // One line each, even when what() has several (a process's output tail).
+        auto line = first_line(later->report);
+        out.suppressed.push_back(line.substr(0, line.find('\n')));
     }
-    if (!with_stragglers)
-        return out;
-    // Bounded: a report must stay readable, and building it is on the parent's wake-up path.
-    constexpr std::size_t max_listed = 32;
-    const auto now = clock_type::now();
-    for (const auto& child : live_) {
-        if (out.stragglers.size() == max_listed) {
-            out.stragglers.push_back(fmt::format("... and {} more", live_.size() - max_listed));
-            break;
-        }
-        out.stragglers.push_back(fmt::format("{} ({}) running for {}", child->name_,
-                                             to_string(child->kind_),
-                                             format_running_for(now - child->started_)));
-    }
+    out.stragglers = std::move(draft.stragglers);
     return out;
 }
 
 clock_type::time_point supervisor_core::failure_deadline_locked() const {
-    return failed_at_ + options_.cancel_grace;
+    return deadline_after(cancel_grace(), failed_at_);
+}
+
+clock_type::duration supervisor_core::cancel_grace() const noexcept {
+    return std::max(saturate(options_.cancel_grace), clock_type::duration::zero());
 }
 
 supervisor_core::step supervisor_core::evaluate(std::unique_lock<std::mutex>&,
@@ -477,8 +679,9 @@ supervisor_core::step supervisor_core::evaluate(std::unique_lock<std::mutex>&,
     auto throw_first_unobserved = [&](bool gave_up_waiting) -> step {
         failure_record& r = *first_unobserved();
         r.observed = true;
-        register_report(std::make_shared<failure_report>(snapshot_locked(r, gave_up_waiting)));
-        return {verdict::throw_error, r.report.error, {}};
+        step s{verdict::throw_error, {}, false, {}};
+        s.reports.push_back(draft_locked(r, gave_up_waiting));
+        return s;
     };
     const bool unobserved = first_unobserved() != nullptr;
     if (unobserved && (fail_fast || at_once)) {
@@ -488,23 +691,40 @@ supervisor_core::step supervisor_core::evaluate(std::unique_lock<std::mutex>&,
             return throw_first_unobserved(false);
         if (now >= failure_deadline_locked() || now >= deadline)
             return throw_first_unobserved(true);
-        return {verdict::keep_waiting, {}, std::min(failure_deadline_locked(), deadline)};
+        return {verdict::keep_waiting, {}, false, std::min(failure_deadline_locked(), deadline)};
     }
     if (!live_.empty())
-        return {verdict::keep_waiting, {}, deadline};
+        return {verdict::keep_waiting, {}, false, deadline};
     if (unobserved) {
         // Only what no wait has thrown yet: a failure is thrown once.
-        std::vector<failure_report> reports;
+        step s{verdict::throw_error, {}, true, {}};
         for (auto& r : failures_) {
             if (r.observed)
                 continue;
             r.observed = true;
-            reports.push_back(snapshot_locked(r, false));
+            s.reports.push_back(draft_locked(r, false));
         }
-        return {
-            verdict::throw_error, std::make_exception_ptr(failure_group(std::move(reports))), {}};
+        return s;
     }
-    return {verdict::finished, {}, {}};
+    // wait_until keeps waiting on its predicate: until the deadline, not a moment in the past.
+    return {verdict::finished, {}, false, deadline};
+}
+
+void supervisor_core::throw_failure(step s) {
+    // A waiter may wake (on its own deadline) between the failure being recorded and the
+    // failing thread's stop request: the throw must not come before the stop.
+    if (options_.policy == policy::fail_fast)
+        stop_.request_stop();
+    if (!s.group) {
+        auto report = std::make_shared<failure_report>(finish(std::move(s.reports.front())));
+        register_report(report);
+        std::rethrow_exception(report->error);
+    }
+    std::vector<failure_report> reports;
+    reports.reserve(s.reports.size());
+    for (auto& draft : s.reports)
+        reports.push_back(finish(std::move(draft)));
+    throw failure_group(std::move(reports));
 }
 
 void supervisor_core::check_not_own_child(const char* what) const {
@@ -525,19 +745,28 @@ void supervisor_core::check_can_block(const char* what) const {
             "warden: blocking {} on the I/O thread of supervisor {} would stop the coroutines "
             "it waits for; use co_await",
             what, options_.name));
+    if (thread_of(executor_).io != nullptr)
+        throw std::logic_error(fmt::format(
+            "warden: blocking {} on the thread that runs the executor of supervisor {} would "
+            "stop the coroutines and processes it waits for; use co_await",
+            what, options_.name));
 }
 
 void supervisor_core::wait(clock_type::time_point deadline, clock_type::duration timeout,
                            function_ref<bool()>* pred, clock_type::duration poll) {
     check_not_own_child("wait");
     check_can_block("wait");
+    if (pred != nullptr && poll <= clock_type::duration::zero())
+        throw std::invalid_argument(
+            fmt::format("warden: wait_until on supervisor {}: poll must be positive, got {} ns",
+                        options_.name, poll.count()));
     auto lock = this->lock();
     for (;;) {
         const auto now = clock_type::now();
         auto s = evaluate(lock, now, deadline, pred != nullptr);
         if (s.what == verdict::throw_error) {
             lock.unlock();
-            std::rethrow_exception(s.error);
+            throw_failure(std::move(s));
         }
         if (pred != nullptr) {
             const auto seen = notifications_;
@@ -550,7 +779,7 @@ void supervisor_core::wait(clock_type::time_point deadline, clock_type::duration
                 auto again = evaluate(lock, clock_type::now(), deadline, true);
                 if (again.what == verdict::throw_error) {
                     lock.unlock();
-                    std::rethrow_exception(again.error);
+                    throw_failure(std::move(again));
                 }
                 return;
             }
@@ -565,7 +794,7 @@ void supervisor_core::wait(clock_type::time_point deadline, clock_type::duration
         }
         auto wake = std::min(s.wake_at, deadline);
         if (pred != nullptr)
-            wake = std::min(wake, now + poll);
+            wake = std::min(wake, deadline_after(poll, now));
         if (pred != nullptr) {
             const auto seen = notifications_;
             changed_.wait_until(lock, wake, [&] { return notifications_ != seen; });
@@ -577,42 +806,68 @@ void supervisor_core::wait(clock_type::time_point deadline, clock_type::duration
 }
 
 void supervisor_core::throw_join_timeout(clock_type::duration timeout) const {
-    std::vector<running_child> running;
+    std::vector<std::shared_ptr<child_record>> listed;
+    std::size_t running;
     {
+        // Only references are taken under the lock; names and stacks are read after it.
         auto lock = this->lock();
-        running = running_locked();
+        running = live_.size();
+        listed.reserve(std::min(running, max_listed));
+        // Admission order: the longest running first.
+        for (const auto& child : live_) {
+            if (listed.size() == max_listed)
+                break;
+            listed.push_back(child);
+        }
     }
     throw join_timeout(options_.name,
                        std::chrono::duration_cast<std::chrono::milliseconds>(timeout),
-                       std::move(running));
+                       describe_running(listed, clock_type::now()), running - listed.size());
 }
 
 std::vector<child_info> supervisor_core::children() const {
-    auto lock = this->lock();
+    std::vector<std::shared_ptr<child_record>> live;
+    {
+        auto lock = this->lock();
+        live.reserve(live_.size());
+        for (const auto& child : live_)
+            live.push_back(child);
+    }
+    auto running = describe_running(live, clock_type::now());
     std::vector<child_info> out;
-    const auto now = clock_type::now();
-    for (const auto& child : live_) {
-        auto c = describe_running(*child, now);
+    out.reserve(running.size());
+    for (std::size_t i = 0; i < running.size(); ++i) {
+        auto& c = running[i];
         out.push_back({std::move(c.name), c.kind,
-                       child->cancel_requested() ? child_state::cancelling : child_state::running,
+                       live[i]->cancel_requested() ? child_state::cancelling : child_state::running,
                        std::move(c.origin), c.running_for});
     }
     return out;
 }
 
 std::optional<failure_report> supervisor_core::first_failure() const {
-    auto lock = this->lock();
-    if (failures_.empty())
-        return std::nullopt;
-    return snapshot_locked(failures_.front(), false);
+    std::optional<report_draft> draft;
+    {
+        auto lock = this->lock();
+        if (failures_.empty())
+            return std::nullopt;
+        draft = draft_locked(failures_.front(), false);
+    }
+    return finish(std::move(*draft));
 }
 
 std::vector<failure_report> supervisor_core::failures() const {
-    auto lock = this->lock();
+    std::vector<report_draft> drafts;
+    {
+        auto lock = this->lock();
+        // The first gets its suppressed lines, the others none.
+        for (auto& r : failures_)
+            drafts.push_back(draft_locked(r, false));
+    }
     std::vector<failure_report> out;
-    // snapshot_locked gives the first its suppressed lines, the others none.
-    for (auto& r : failures_)
-        out.push_back(snapshot_locked(r, false));
+    out.reserve(drafts.size());
+    for (auto& d : drafts)
+        out.push_back(finish(std::move(d)));
     return out;
 }
 
@@ -627,42 +882,66 @@ process& supervisor_core::keep(std::unique_ptr<process> p) {
     return *processes_.back();
 }
 
+// Waits until the table is empty. Where this thread is one the children need (it runs the
+// executor they complete on), it runs that executor's handlers while it waits, rather than
+// block them: an inner supervisor made on a coroutine child's executor is destroyed there
+// when the outer one cancels that child (test: "nested: an outer failure reaches the leaves
+// of an inner supervisor on the child's executor").
+void supervisor_core::wait_for_children_to_end(std::unique_lock<std::mutex>& lock) {
+    const auto here = thread_of(executor_);
+    if (here.io != nullptr && !live_.empty()) {
+        if (on_own_io_thread() || here.inside_strand) {
+            log().critical("{}: destroyed {} with {} children running; they cannot end while "
+                           "it waits for them (co_await join() before the supervisor goes)",
+                           options_.name,
+                           on_own_io_thread() ? "from its own I/O thread"
+                                              : "inside a handler of its own strand",
+                           live_.size());
+            std::terminate();
+        }
+    }
+    // The first warning after cancel_grace, then at most one a second.
+    const auto grace = cancel_grace();
+    const auto warn_every = std::max<clock_type::duration>(grace, std::chrono::seconds(1));
+    auto warn_at = deadline_after(grace);
+    while (!live_.empty()) {
+        const auto now = clock_type::now();
+        if (now >= warn_at) {
+            std::string names;
+            for (const auto& child : live_) {
+                names += fmt::format(" {} ({})", child->name_, to_string(child->kind_));
+                if (names.size() > 4096) {
+                    names += " ...";
+                    break;
+                }
+            }
+            log().warn("{}: destructor waits for {} child{} that ignore cancellation:{}",
+                       options_.name, live_.size(), live_.size() == 1 ? "" : "ren", names);
+            warn_at = deadline_after(warn_every, now);
+        }
+        if (here.io != nullptr && !here.io->stopped()) {
+            lock.unlock();
+            here.io->run_one_until(warn_at);
+            lock.lock();
+            continue;
+        }
+        settled_.wait_until(lock, warn_at, [&] { return live_.empty(); });
+    }
+}
+
 void supervisor_core::shutdown() noexcept {
     try {
         cancel();
-        auto lock = this->lock();
-        if (on_own_io_thread() && !live_.empty()) {
-            log().critical("{}: destroyed from its own I/O thread with children running; "
-                           "cannot wait for them",
-                           options_.name);
-            std::terminate();
+        std::optional<report_draft> unjoined;
+        {
+            auto lock = this->lock();
+            wait_for_children_to_end(lock);
+            if (!failures_.empty() && !failures_.front().observed)
+                unjoined = draft_locked(failures_.front(), false);
         }
-        // With the caller's io_context: if we are on its thread, nobody else runs it.
-        asio::io_context* caller_io = nullptr;
-        if (!own_io_) {
-            auto* io_executor = executor_.target<asio::io_context::executor_type>();
-            if (io_executor != nullptr && io_executor->running_in_this_thread())
-                caller_io = &io_executor->context();
-        }
-        while (!live_.empty()) {
-            if (caller_io != nullptr) {
-                lock.unlock();
-                caller_io->run_one_for(options_.cancel_grace);
-                lock.lock();
-                continue;
-            }
-            if (settled_.wait_for(lock, options_.cancel_grace, [&] { return live_.empty(); }))
-                break;
-            std::string names;
-            for (const auto& child : live_)
-                names += fmt::format(" {} ({})", child->name_, to_string(child->kind_));
-            log().warn("{}: destructor waits for {} child{} that ignore cancellation:{}",
-                       options_.name, live_.size(), live_.size() == 1 ? "" : "ren", names);
-        }
-        if (!failures_.empty() && !failures_.front().observed) {
-            auto report = snapshot_locked(failures_.front(), false);
-            log().error("{}: failure nobody joined:\n{}", options_.name, report.to_string());
-        }
+        if (unjoined)
+            log().error("{}: failure nobody joined:\n{}", options_.name,
+                        finish(std::move(*unjoined)).to_string());
     } catch (...) {
         // Logging failed (out of memory, a broken sink): waiting above still happened.
     }
@@ -674,7 +953,7 @@ void supervisor_core::shutdown() noexcept {
         // Destroys what never ran, and the shared_ptrs to this core it held.
         own_io_.reset();
     }
-    std::unique_ptr<asio::thread_pool> pool;
+    std::unique_ptr<blocking_pool> pool;
     {
         auto lock = this->lock();
         pool = std::move(pool_);
@@ -695,10 +974,14 @@ void supervisor_core::shutdown() noexcept {
 namespace warden {
 
 supervisor::supervisor(supervisor_options options)
-    : core_(std::make_shared<detail::supervisor_core>(std::move(options))) {}
+    : core_(std::make_shared<detail::supervisor_core>(std::move(options))) {
+    core_->nest_in_running_child();
+}
 
 supervisor::supervisor(asio::any_io_executor executor, supervisor_options options)
-    : core_(std::make_shared<detail::supervisor_core>(std::move(executor), std::move(options))) {}
+    : core_(std::make_shared<detail::supervisor_core>(std::move(executor), std::move(options))) {
+    core_->nest_in_running_child();
+}
 
 supervisor::~supervisor() {
     core_->shutdown();
@@ -706,6 +989,10 @@ supervisor::~supervisor() {
 
 void supervisor::admit(const std::shared_ptr<detail::child_record>& child, child_kind kind,
                        spawn_options options, const std::source_location& where) {
+    // The pool exists before the child is admitted: a pool that cannot be created fails the
+    // spawn with no record left in the table.
+    if (kind == child_kind::thread)
+        core_->pool();
     core_->admit(child, kind, std::move(options.name), where);
 }
 
@@ -729,10 +1016,18 @@ void start_coroutine_child(const std::shared_ptr<detail::child_record>& child, B
     else
         asio::co_spawn(detail::child_executor(executor, child), std::move(body), std::move(on_end));
     // Armed after co_spawn has connected the slot, so an early cancel is not lost. The
-    // signal is emitted where the coroutine runs: a slot is not thread-safe.
+    // signal is emitted where the coroutine runs: a slot is not thread-safe. On that thread it
+    // is emitted at once: a handler posted from a handler of a one-thread io_context waits in
+    // that handler's private queue until it returns, and the supervisor's destructor may be
+    // that handler, waiting for this very child (test: "nested: an outer failure reaches the
+    // leaves of an inner supervisor on the child's executor").
     record->owner_->arm_cancel(*record, [child] {
-        asio::post(child->owner_->executor(),
-                   [child] { child->cancel_signal_.emit(asio::cancellation_type::terminal); });
+        const auto& executor = child->owner_->executor();
+        if (detail::thread_of(executor).may_run_here())
+            child->cancel_signal_.emit(asio::cancellation_type::terminal);
+        else
+            asio::post(executor,
+                       [child] { child->cancel_signal_.emit(asio::cancellation_type::terminal); });
     });
 }
 
@@ -750,7 +1045,7 @@ void supervisor::start_coroutine(std::shared_ptr<detail::child_record> child,
 
 void supervisor::start_blocking(std::shared_ptr<detail::child_record> child,
                                 detail::unique_function<void(std::stop_token)> body) {
-    asio::post(core_->pool(), [child, body = std::move(body)]() mutable {
+    asio::post(core_->pool().executor(), [child, body = std::move(body)]() mutable {
         std::exception_ptr error;
         if (child->cancel_requested()) {
             // Cancelled while queued: it never runs.
@@ -768,36 +1063,66 @@ void supervisor::start_blocking(std::shared_ptr<detail::child_record> child,
     });
 }
 
+// The awaiting coroutine's cancellation enters the supervisor here: join cancels the children
+// and waits for them (at most cancel_grace), since none may outlive the scope that awaited
+// them. A failure recorded before or meanwhile is what it throws; else operation_aborted
+// (tests: "co_await join cancelled by its parent cancels the children on io_context{1}",
+// "a failure recorded before the parent's cancellation is what join throws").
 asio::awaitable<void> supervisor::join() {
+    using verdict = detail::supervisor_core::verdict;
     auto core = core_;
     core->check_not_own_child("join");
     auto executor = co_await asio::this_coro::executor;
+    bool parent_cancelled = false;
+    bool parent_throws_if_cancelled = true;
+    auto give_up_at = clock_type::time_point::max();
     for (;;) {
         auto timer = std::make_shared<asio::steady_timer>(executor);
+        std::optional<detail::supervisor_core::step> failure;
+        bool finished = false;
         {
             auto lock = core->lock();
-            auto s = core->evaluate(lock, clock_type::now(), clock_type::time_point::max(), false);
-            if (s.what == detail::supervisor_core::verdict::throw_error) {
-                lock.unlock();
-                std::rethrow_exception(s.error);
-            }
-            if (s.what == detail::supervisor_core::verdict::finished)
-                co_return;
-            timer->expires_at(s.wake_at);
-            // Weak: a waker left behind (its join was cancelled) must not keep a timer
-            // alive past its io_context (TSan, warden_stress under .ci/run tsan).
-            core->on_next_change(lock, [weak = std::weak_ptr(timer), executor] {
-                asio::post(executor, [weak] {
-                    if (auto t = weak.lock())
-                        t->cancel();
+            const auto now = clock_type::now();
+            auto s = core->evaluate(lock, now, give_up_at, false);
+            if (s.what == verdict::throw_error) {
+                failure = std::move(s);
+            } else if (s.what == verdict::finished || now >= give_up_at) {
+                finished = true;
+            } else {
+                timer->expires_at(std::min(s.wake_at, give_up_at));
+                // Weak: a waker left behind (its join was cancelled) must not keep a timer
+                // alive past its io_context (TSan, warden_stress under .ci/run tsan).
+                core->on_next_change(lock, [weak = std::weak_ptr(timer), executor] {
+                    asio::post(executor, [weak] {
+                        if (auto t = weak.lock())
+                            t->cancel();
+                    });
                 });
-            });
+            }
+        }
+        if (failure || finished) {
+            if (parent_cancelled)
+                co_await asio::this_coro::throw_if_cancelled(parent_throws_if_cancelled);
+            if (failure)
+                core->throw_failure(std::move(*failure));
+            if (parent_cancelled)
+                throw boost::system::system_error(asio::error::operation_aborted,
+                                                  "warden::supervisor::join cancelled");
+            co_return;
         }
         co_await timer->async_wait(asio::as_tuple(asio::use_awaitable));
+        if (parent_cancelled)
+            continue;
         auto state = co_await asio::this_coro::cancellation_state;
-        if (state.cancelled() != asio::cancellation_type::none)
-            throw boost::system::system_error(asio::error::operation_aborted,
-                                              "warden::supervisor::join");
+        if (state.cancelled() == asio::cancellation_type::none)
+            continue;
+        parent_cancelled = true;
+        // The waits below must not throw at once, as a cancelled coroutine's next co_await
+        // does by default; the caller's setting is restored before join ends.
+        parent_throws_if_cancelled = co_await asio::this_coro::throw_if_cancelled();
+        co_await asio::this_coro::throw_if_cancelled(false);
+        core->cancel();
+        give_up_at = detail::deadline_after(core->cancel_grace());
     }
 }
 
@@ -805,13 +1130,13 @@ void supervisor::wait() {
     core_->wait(clock_type::time_point::max(), clock_type::duration::max(), nullptr, {});
 }
 
-void supervisor::wait_for(clock_type::duration timeout) {
-    core_->wait(clock_type::now() + timeout, timeout, nullptr, {});
+void supervisor::wait_for_impl(clock_type::duration timeout) {
+    core_->wait(detail::deadline_after(timeout), timeout, nullptr, {});
 }
 
 void supervisor::wait_until_impl(detail::function_ref<bool()> pred, clock_type::duration timeout,
                                  clock_type::duration poll) {
-    core_->wait(clock_type::now() + timeout, timeout, &pred, poll);
+    core_->wait(detail::deadline_after(timeout), timeout, &pred, poll);
 }
 
 void supervisor::notify() {

@@ -5,9 +5,13 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <thread>
+#include <unistd.h>
 
 namespace warden_test {
 
@@ -30,6 +34,29 @@ inline std::size_t thread_count_once_settled(std::size_t expected) {
         n = thread_count();
     }
     return n;
+}
+
+// The calling thread's kernel id, for thread_is_asleep().
+inline pid_t this_thread_id() {
+    return static_cast<pid_t>(::syscall(SYS_gettid));
+}
+
+// Waits (at most 5 s) until thread `tid` of this process sleeps in the kernel, as a thread
+// blocked in a wait does; false if it never did. This is how a test knows that another thread
+// has entered a blocking call, with no sleep.
+inline bool thread_is_asleep(pid_t tid) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    const std::string path = "/proc/self/task/" + std::to_string(tid) + "/stat";
+    while (std::chrono::steady_clock::now() < deadline) {
+        std::ifstream in(path);
+        std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        // "tid (comm) S ...": the state follows the last ')'.
+        const auto close = stat.rfind(')');
+        if (close != std::string::npos && close + 2 < stat.size() && stat[close + 2] == 'S')
+            return true;
+        std::this_thread::yield();
+    }
+    return false;
 }
 
 inline std::size_t fd_count() {

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <latch>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -22,7 +23,11 @@
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
 
+#include <fmt/format.h>
+
 #include <doctest/doctest.h>
+
+#include "helpers.hpp"
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
@@ -198,4 +203,283 @@ TEST_CASE("bad input: a child that never honours cancellation is waited for and 
     }
     logger->sinks().pop_back();
     CHECK(finished);
+}
+
+TEST_CASE("bad input: wait_for(duration::max()) waits without a limit") {
+    warden::supervisor sup;
+    std::latch release(1);
+    sup.spawn([&] { release.wait(); });
+    const auto waiter = warden_test::this_thread_id();
+    // Lets the child end only once this thread sleeps inside wait_for: a wait that gave up at
+    // once would have thrown join_timeout with the child still running.
+    std::jthread releaser([&] {
+        warden_test::thread_is_asleep(waiter);
+        release.count_down();
+    });
+    CHECK_NOTHROW(sup.wait_for(std::chrono::steady_clock::duration::max()));
+    CHECK_NOTHROW(sup.wait_for(std::chrono::hours::max()));
+}
+
+TEST_CASE("bad input: wait_until with a timeout of duration::max() waits without a limit") {
+    warden::supervisor sup;
+    std::atomic<bool> ready{false};
+    int checks = 0;
+    const auto waiter = warden_test::this_thread_id();
+    std::jthread notifier([&] {
+        warden_test::thread_is_asleep(waiter);
+        ready = true;
+        sup.notify();
+    });
+    CHECK_NOTHROW(sup.wait_until(
+        [&] {
+            ++checks;
+            return ready.load();
+        },
+        std::chrono::years::max()));
+    CHECK(checks >= 2);
+}
+
+TEST_CASE("bad input: wait_until with poll = duration::max() sleeps until notified") {
+    warden::supervisor sup;
+    std::atomic<bool> ready{false};
+    std::atomic<int> checks{0};
+    const auto waiter = warden_test::this_thread_id();
+    std::jthread notifier([&] {
+        warden_test::thread_is_asleep(waiter);
+        ready = true;
+        sup.notify();
+    });
+    sup.wait_until(
+        [&] {
+            ++checks;
+            return ready.load();
+        },
+        1h, std::chrono::steady_clock::duration::max());
+    // A wait that spins calls its predicate thousands of times before anyone notifies it.
+    CHECK(checks.load() <= 3);
+}
+
+TEST_CASE("bad input: wait_until with a poll that is not positive is refused") {
+    warden::supervisor sup;
+    CHECK_THROWS_AS(sup.wait_until([] { return true; }, 1s, 0ms), std::invalid_argument);
+    CHECK_THROWS_AS(sup.wait_until([] { return true; }, 1s, -5ms), std::invalid_argument);
+}
+
+TEST_CASE("bad input: cancel_grace = milliseconds::max() means no limit") {
+    warden::supervisor sup{{.cancel_grace = std::chrono::milliseconds::max()}};
+    std::latch sibling_started(1);
+    std::latch release(1);
+    std::atomic<bool> sibling_done{false};
+    sup.spawn(
+        [&] {
+            sibling_started.count_down();
+            release.wait(); // ignores cancellation until released
+            sibling_done = true;
+        },
+        {.name = "slow"});
+    sibling_started.wait();
+    sup.spawn([] { throw std::runtime_error("first"); });
+    const auto waiter = warden_test::this_thread_id();
+    std::jthread releaser([&] {
+        warden_test::thread_is_asleep(waiter);
+        release.count_down();
+    });
+    try {
+        sup.wait();
+        FAIL("wait() returned");
+    } catch (const std::runtime_error& e) {
+        CHECK(std::string(e.what()) == "first");
+        // An overflowing grace would have given up at once, naming the sibling a straggler.
+        CHECK(warden::report_for(std::current_exception())->stragglers.empty());
+        CHECK(sibling_done);
+    }
+}
+
+TEST_CASE("bad input: cancel_grace = 0 makes the destructor warn once, not in a loop") {
+    auto logger = spdlog::get("warden");
+    if (!logger) {
+        warden::supervisor{}.spawn([] {}).get();
+        logger = spdlog::get("warden");
+    }
+    REQUIRE(logger != nullptr);
+    std::latch release(1);
+    std::atomic<int> warnings{0};
+    auto sink = std::make_shared<watching_sink>("ignore cancellation: stubborn", [&] {
+        if (warnings.fetch_add(1) == 0)
+            release.count_down();
+    });
+    logger->sinks().push_back(sink);
+    {
+        warden::supervisor sup{{.cancel_grace = 0ms}};
+        std::latch started(1);
+        sup.spawn(
+            [&] {
+                started.count_down();
+                release.wait();
+            },
+            {.name = "stubborn"});
+        started.wait();
+    }
+    logger->sinks().pop_back();
+    // The first warning releases the child; a destructor that loops on a zero wait logs
+    // hundreds more before the child's thread gets to end.
+    CHECK(warnings.load() <= 2);
+}
+
+TEST_CASE("bad input: a thread pool too large to create fails the spawn and leaves nothing") {
+    const auto threads_before = warden_test::thread_count();
+    for (std::size_t threads : {std::size_t{1} << 20, std::numeric_limits<std::size_t>::max()}) {
+        warden::supervisor sup{{.threads = threads}};
+        bool ran = false;
+        try {
+            sup.spawn([&] { ran = true; });
+            FAIL("spawn did not throw");
+        } catch (const warden::spawn_error& e) {
+            CHECK(e.argument() == "supervisor_options::threads");
+            CHECK(std::string(e.what()).find(std::to_string(threads)) != std::string::npos);
+        }
+        CHECK(sup.children().empty());
+        CHECK_NOTHROW(sup.wait_for(1s));
+        CHECK_FALSE(ran);
+        // A coroutine child still runs: only the pool is missing.
+        CHECK(sup.spawn([]() -> asio::awaitable<int> { co_return 7; }).get() == 7);
+    }
+    CHECK(warden_test::thread_count_once_settled(threads_before) == threads_before);
+}
+
+TEST_CASE("bad input: a pool that runs out of threads while starting fails the spawn") {
+    // RLIMIT_NPROC is checked for unprivileged users only: the program drops to nobody.
+    auto result = warden_test::run_program(std::string(WARDEN_TEST_PROGRAMS_DIR) +
+                                           "/warden_pool_limit_program");
+    INFO(result.output);
+    CHECK(result.exit_code == 0);
+    CHECK(result.output.find("spawn_error: supervisor_options::threads") != std::string::npos);
+    CHECK(result.output.find("wait returned, nothing left") != std::string::npos);
+}
+
+TEST_CASE("bad input: a child that spawns while its supervisor is cancelled ends as cancelled") {
+    warden::supervisor sup;
+    std::latch started(1);
+    std::atomic<bool> refused{false};
+    sup.spawn([&](std::stop_token stop) {
+        started.count_down();
+        while (!stop.stop_requested())
+            std::this_thread::yield();
+        try {
+            sup.spawn([] {});
+        } catch (const warden::supervisor_closed&) {
+            refused = true;
+            throw;
+        }
+    });
+    started.wait();
+    sup.cancel();
+    CHECK_NOTHROW(sup.wait());
+    CHECK(refused);
+    CHECK(sup.failures().empty());
+}
+
+TEST_CASE("bad input: a destroyed supervisor does not log refused spawns as failures") {
+    auto logger = spdlog::get("warden");
+    if (!logger) {
+        warden::supervisor{}.spawn([] {}).get();
+        logger = spdlog::get("warden");
+    }
+    REQUIRE(logger != nullptr);
+    std::atomic<int> unjoined{0};
+    auto sink = std::make_shared<watching_sink>("failure nobody joined", [&] { ++unjoined; });
+    logger->sinks().push_back(sink);
+    std::atomic<bool> refused{false};
+    {
+        warden::supervisor sup;
+        std::latch started(1);
+        sup.spawn([&]() -> asio::awaitable<void> {
+            started.count_down();
+            try {
+                asio::steady_timer forever(co_await asio::this_coro::executor, 1h);
+                co_await forever.async_wait(asio::use_awaitable);
+            } catch (...) {
+            }
+            try {
+                sup.spawn([] {});
+            } catch (const warden::supervisor_closed&) {
+                refused = true;
+                throw;
+            }
+        });
+        started.wait();
+    }
+    logger->sinks().pop_back();
+    CHECK(refused);
+    CHECK(unjoined.load() == 0);
+}
+
+TEST_CASE("bad input: join_timeout with 20k children lists a bounded number, the oldest first") {
+    warden::supervisor sup;
+    constexpr int count = 20000;
+    std::latch release(1);
+    std::atomic<bool> go{false};
+    for (int i = 0; i < count; ++i)
+        sup.spawn(
+            [&](std::stop_token stop) {
+                if (!stop.stop_requested() && !go)
+                    release.wait();
+            },
+            {.name = "c" + std::to_string(i)});
+    try {
+        sup.wait_for(10ms);
+        FAIL("no join_timeout");
+    } catch (const warden::join_timeout& e) {
+        REQUIRE(!e.running().empty());
+        CHECK(e.running().size() <= 32);
+        CHECK(e.running().size() + e.unlisted() == static_cast<std::size_t>(count));
+        CHECK(e.running().front().name == "c0");
+        const std::string what = e.what();
+        CHECK(what.find(std::to_string(count) + " children still running") != std::string::npos);
+        CHECK(what.find(fmt::format("... and {} more", e.unlisted())) != std::string::npos);
+        CHECK(what.size() < 64 * 1024);
+    }
+    go = true;
+    release.count_down();
+    sup.wait();
+}
+
+TEST_CASE("bad input: an inner supervisor's failure names the child that threw") {
+    warden::supervisor outer{{.name = "outer"}};
+    int leaf_line = 0;
+    outer.spawn(
+        [&] {
+            warden::supervisor inner{{.name = "inner"}};
+            leaf_line = __LINE__ + 1;
+            inner.spawn([] { throw std::runtime_error("leaf broke"); }, {.name = "leaf"});
+            inner.wait();
+        },
+        {.name = "middle"});
+    try {
+        outer.wait();
+        FAIL("no failure");
+    } catch (const std::runtime_error& e) {
+        CHECK(std::string(e.what()) == "leaf broke");
+        const auto* report = warden::report_for(std::current_exception());
+        REQUIRE(report != nullptr);
+        CHECK(report->child == "middle");
+        REQUIRE(report->inner != nullptr);
+        const auto& leaf = report->innermost();
+        CHECK(leaf.child == "leaf");
+        CHECK(leaf.origin.supervisor == "inner");
+        CHECK(leaf.origin.where.line() == static_cast<unsigned>(leaf_line));
+        const auto text = report->to_string();
+        CHECK(text.find("passed up from leaf (thread) of supervisor inner") != std::string::npos);
+        CHECK(text.find(fmt::format("test_bad_input.cpp:{}", leaf_line)) != std::string::npos);
+    }
+}
+
+TEST_CASE("bad input: the stop token is requested before a wait throws the first failure") {
+    warden::supervisor sup;
+    std::atomic<bool> callback_ran{false};
+    std::stop_callback on_stop(sup.stop_token(), [&] { callback_ran = true; });
+    sup.spawn([] { throw std::runtime_error("x"); });
+    CHECK_THROWS_AS(sup.wait_for(10s), std::runtime_error);
+    CHECK(sup.stop_token().stop_requested());
+    CHECK(callback_ran);
 }

@@ -3,13 +3,18 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <latch>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
 
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
@@ -607,4 +612,200 @@ TEST_CASE("under collect, a failure thrown by wait_until is not thrown again by 
         CHECK(group.reports()[0].child == "late");
     }
     CHECK_NOTHROW(sup.wait());
+}
+
+TEST_CASE("blocking waits on the thread that runs the supervisor's io_context are refused") {
+    asio::io_context io;
+    warden::supervisor sup{io.get_executor()};
+    auto coroutine = sup.spawn([]() -> asio::awaitable<int> { co_return 1; });
+    int refused = 0;
+    asio::post(io, [&] {
+        auto refuses = [&](auto&& call) {
+            try {
+                call();
+            } catch (const std::logic_error& e) {
+                refused += std::string(e.what()).find("use co_await") != std::string::npos;
+            }
+        };
+        refuses([&] { sup.wait(); });
+        refuses([&] { sup.wait_for(1s); });
+        refuses([&] { sup.wait_until([] { return false; }, 1s); });
+        refuses([&] { coroutine.get(); });
+    });
+    // The same from inside a coroutine of another supervisor on that io_context.
+    warden::supervisor other{io.get_executor()};
+    other.spawn([&]() -> asio::awaitable<void> {
+        try {
+            sup.wait();
+        } catch (const std::logic_error&) {
+            ++refused;
+        }
+        co_return;
+    });
+    io.run();
+    CHECK(refused == 5);
+    CHECK(coroutine.get() == 1);
+}
+
+TEST_CASE("ten thousand nested coroutine spawns do not overflow the stack") {
+    warden::supervisor sup{{.capture = warden::capture::location}};
+    constexpr int depth = 10000;
+    std::atomic<int> deepest{0};
+    std::function<asio::awaitable<void>(int)> level = [&](int n) -> asio::awaitable<void> {
+        deepest = std::max(deepest.load(), n);
+        if (n < depth)
+            sup.spawn(level(n + 1));
+        co_return;
+    };
+    sup.spawn(level(1));
+    sup.wait();
+    CHECK(deepest.load() == depth);
+}
+
+TEST_CASE("co_await join cancelled by its parent cancels the children on io_context{1}") {
+    asio::io_context io{1};
+    warden::supervisor sup{io.get_executor()};
+    int cancelled_children = 0;
+    for (int i = 0; i < 3; ++i)
+        sup.spawn([&]() -> asio::awaitable<void> {
+            try {
+                co_await sleep_for(1h);
+            } catch (const boost::system::system_error&) {
+                ++cancelled_children;
+                throw;
+            }
+        });
+    asio::cancellation_signal parent_cancel;
+    std::exception_ptr parent_error;
+    bool parent_ended = false;
+    asio::co_spawn(io, sup.join(),
+                   asio::bind_cancellation_slot(parent_cancel.slot(), [&](std::exception_ptr e) {
+                       parent_error = e;
+                       parent_ended = true;
+                   }));
+    asio::post(io, [&] { parent_cancel.emit(asio::cancellation_type::terminal); });
+    io.run();
+    CHECK(parent_ended);
+    CHECK(cancelled_children == 3);
+    CHECK(sup.children().empty());
+    REQUIRE(parent_error);
+    CHECK_THROWS_AS(std::rethrow_exception(parent_error), boost::system::system_error);
+}
+
+TEST_CASE("a failure recorded before the parent's cancellation is what join throws") {
+    asio::io_context io{1};
+    warden::supervisor sup{io.get_executor()};
+    std::latch release(1);
+    std::latch straggler_started(1);
+    sup.spawn([&] {
+        straggler_started.count_down();
+        release.wait(); // ignores cancellation until released
+    });
+    straggler_started.wait();
+    sup.spawn([]() -> asio::awaitable<void> {
+        throw std::invalid_argument("the real cause");
+        co_return;
+    });
+    asio::cancellation_signal parent_cancel;
+    std::exception_ptr parent_error;
+    asio::co_spawn(io, sup.join(),
+                   asio::bind_cancellation_slot(parent_cancel.slot(),
+                                                [&](std::exception_ptr e) { parent_error = e; }));
+    // Once the failure is recorded (the join is waiting for the straggler), the parent is
+    // cancelled, then the straggler let go.
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+            while (!sup.first_failure())
+                co_await sleep_for(1ms);
+            parent_cancel.emit(asio::cancellation_type::terminal);
+            release.count_down();
+        },
+        asio::detached);
+    io.run();
+    REQUIRE(parent_error);
+    CHECK_THROWS_AS(std::rethrow_exception(parent_error), std::invalid_argument);
+}
+
+TEST_CASE("nested: an outer failure reaches the leaves of an inner supervisor on the child's "
+          "executor") {
+    for (bool awaits_inner_join : {false, true}) {
+        CAPTURE(awaits_inner_join);
+        std::atomic<bool> leaf_cancelled{false};
+        std::latch leaf_started(1);
+        {
+            warden::supervisor outer{{.name = "outer"}};
+            outer.spawn([&]() -> asio::awaitable<void> {
+                // Not in one statement with co_await: g++ 12 destroys the options temporary
+                // twice (docs/decisions.md).
+                auto executor = co_await asio::this_coro::executor;
+                warden::supervisor inner{executor, {.name = "inner"}};
+                inner.spawn([&]() -> asio::awaitable<void> {
+                    leaf_started.count_down();
+                    try {
+                        co_await sleep_for(1h);
+                    } catch (...) {
+                        leaf_cancelled = true;
+                        throw;
+                    }
+                });
+                if (awaits_inner_join)
+                    co_await inner.join();
+                else
+                    co_await sleep_for(1h);
+            });
+            leaf_started.wait();
+            outer.spawn([] { throw std::runtime_error("outer failure"); });
+            CHECK_THROWS_AS(outer.wait(), std::runtime_error);
+            CHECK(leaf_cancelled);
+        }
+    }
+}
+
+TEST_CASE("nested: an outer failure cancels an inner supervisor waited for in a thread child") {
+    warden::supervisor outer{{.name = "outer"}};
+    std::latch leaf_started(1);
+    std::atomic<bool> leaf_stopped{false};
+    outer.spawn(
+        [&] {
+            warden::supervisor inner{{.name = "inner"}};
+            inner.spawn([&](std::stop_token stop) {
+                leaf_started.count_down();
+                leaf_stopped = block_until_stopped(stop);
+            });
+            inner.wait(); // not interruptible by itself: only the inner children's end ends it
+        },
+        {.name = "middle"});
+    leaf_started.wait();
+    outer.spawn([] { throw std::runtime_error("outer failure"); });
+    try {
+        outer.wait();
+        FAIL("no failure");
+    } catch (const std::runtime_error&) {
+        CHECK(warden::report_for(std::current_exception())->stragglers.empty());
+    }
+    CHECK(leaf_stopped);
+}
+
+TEST_CASE("nested: a supervisor made in a cancelled child starts closed") {
+    warden::supervisor outer;
+    std::latch started(1);
+    std::latch cancelled(1);
+    std::atomic<bool> refused{false};
+    outer.spawn([&](std::stop_token stop) {
+        started.count_down();
+        cancelled.wait();
+        REQUIRE(stop.stop_requested());
+        warden::supervisor inner;
+        try {
+            inner.spawn([] {});
+        } catch (const warden::supervisor_closed&) {
+            refused = true;
+        }
+    });
+    started.wait();
+    outer.cancel();
+    cancelled.count_down();
+    CHECK_NOTHROW(outer.wait());
+    CHECK(refused);
 }

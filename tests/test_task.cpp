@@ -1,18 +1,23 @@
 #include <warden/task.hpp>
 
+#include <atomic>
+#include <chrono>
 #include <latch>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
+#include <boost/system/system_error.hpp>
 
 #include <doctest/doctest.h>
 
 #include <warden/supervisor.hpp>
 
 namespace asio = boost::asio;
+using namespace std::chrono_literals;
 
 TEST_CASE("task::get returns a blocking child's value") {
     warden::supervisor sup;
@@ -108,4 +113,50 @@ TEST_CASE("co_await on a task spawned in the same expression") {
         asio::use_future);
     io.run();
     CHECK(result.get() == 3);
+}
+
+TEST_CASE("an empty task throws logic_error instead of dereferencing nothing") {
+    warden::task<int> empty;
+    CHECK_FALSE(empty.valid());
+    CHECK_THROWS_AS(empty.get(), std::logic_error);
+    CHECK_THROWS_AS(empty.done(), std::logic_error);
+    CHECK_THROWS_AS(empty.name(), std::logic_error);
+    CHECK_THROWS_AS(empty.cancel(), std::logic_error);
+    asio::io_context io;
+    auto awaited = asio::co_spawn(
+        io, [&]() -> asio::awaitable<int> { co_return co_await empty; }, asio::use_future);
+    io.run();
+    CHECK_THROWS_AS(awaited.get(), std::logic_error);
+
+    warden::supervisor sup;
+    auto t = sup.spawn([] { return 1; });
+    auto moved = std::move(t);
+    CHECK(moved.valid());
+    CHECK_FALSE(t.valid()); // NOLINT(bugprone-use-after-move): the moved-from state is the test
+    CHECK_THROWS_AS(t.get(), std::logic_error);
+    CHECK(moved.get() == 1);
+}
+
+TEST_CASE("bad input: task::get in a thread child on a full pool ends when cancelled") {
+    // One pool thread: the waiting child holds it, and the child it waits for is queued
+    // behind it. Only the waiter's cancellation can end that.
+    warden::supervisor sup{{.threads = 1}};
+    std::latch waiting(1);
+    std::atomic<bool> get_ended_by_cancel{false};
+    sup.spawn([&] {
+        auto queued = sup.spawn([] { return 1; });
+        waiting.count_down();
+        try {
+            queued.get();
+        } catch (const boost::system::system_error& e) {
+            get_ended_by_cancel = e.code() == asio::error::operation_aborted;
+            throw;
+        }
+    });
+    waiting.wait();
+    CHECK_THROWS_AS(sup.wait_for(20ms), warden::join_timeout);
+    sup.cancel();
+    CHECK_NOTHROW(sup.wait());
+    CHECK(get_ended_by_cancel);
+    CHECK(sup.failures().empty());
 }

@@ -24,17 +24,22 @@ struct running_child {
     warden::origin origin;
 };
 
-// wait_for / wait_until ran out of time. what() lists every running child.
+// wait_for / wait_until ran out of time. what() lists the running children, the longest
+// running first: all of them, or the first 32 and how many more there are.
 class join_timeout : public std::runtime_error {
   public:
     join_timeout(std::string supervisor, std::chrono::milliseconds timeout,
-                 std::vector<running_child> running);
+                 std::vector<running_child> running, std::size_t unlisted = 0);
+    // The children listed in what().
     const std::vector<running_child>& running() const noexcept { return running_; }
+    // How many more were running, not listed.
+    std::size_t unlisted() const noexcept { return unlisted_; }
     std::chrono::milliseconds timeout() const noexcept { return timeout_; }
 
   private:
     std::chrono::milliseconds timeout_;
     std::vector<running_child> running_;
+    std::size_t unlisted_;
 };
 
 // policy::collect: every failure, in the order they happened.

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <exception>
+#include <memory>
 #include <source_location>
 #include <string>
 #include <string_view>
@@ -31,6 +32,13 @@ struct failure_report {
     std::vector<std::string> suppressed; // later failures (fail_fast), one line each
     std::string type;                    // demangled type of the exception object
     std::vector<std::string> stragglers; // children still running when join gave up waiting
+    // When the exception came up from another child that failed with the same object first
+    // (an inner supervisor's join in this child, or a task this child awaited): that child's
+    // report. Followed to the end, it names the child that threw; to_string() lists the chain.
+    std::shared_ptr<const failure_report> inner;
+
+    // The end of the `inner` chain: this report itself if the child threw on its own.
+    const failure_report& innermost() const noexcept;
 
     // "<child> (<kind>) failed: <what>", then where it was spawned, in which test, the stack.
     std::string to_string() const;

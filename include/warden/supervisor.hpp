@@ -15,6 +15,7 @@
 #include <boost/asio/awaitable.hpp>
 
 #include <warden/detail/child.hpp>
+#include <warden/detail/duration.hpp>
 #include <warden/detail/function.hpp>
 #include <warden/errors.hpp>
 #include <warden/options.hpp>
@@ -147,17 +148,31 @@ class supervisor {
     // Returns once every child has finished. Under fail_fast, throws the first failure (the
     // child's own exception object) once the cancelled siblings finish or cancel_grace ends.
     // Under collect, throws failure_group if any child failed. A failure is thrown once.
+    //
+    // If the coroutine awaiting join() is cancelled, join cancels every child, waits for them
+    // (at most cancel_grace), then throws the first failure if one was recorded, else
+    // system_error(operation_aborted).
     boost::asio::awaitable<void> join();
     void wait();
-    void wait_for(std::chrono::steady_clock::duration timeout);
+    // Every duration saturates: `wait_for(std::chrono::hours::max())` waits without a limit.
+    template <class Rep, class Period>
+    void wait_for(std::chrono::duration<Rep, Period> timeout) {
+        wait_for_impl(detail::saturate(timeout));
+    }
 
-    // Returns once pred() is true: checked every `poll`, after notify(), and whenever a child
-    // finishes. Throws a child's failure the moment it happens, join_timeout at `timeout`.
-    template <class Pred>
-    void wait_until(Pred&& pred, std::chrono::steady_clock::duration timeout,
-                    std::chrono::steady_clock::duration poll = std::chrono::milliseconds(10)) {
+    // Returns once pred() is true: checked every `poll` (10 ms by default; max() means only
+    // after notify() and child changes), after notify(), and whenever a child finishes. Throws
+    // a child's failure the moment it happens, join_timeout at `timeout`, and
+    // std::invalid_argument if `poll` is not positive.
+    template <class Pred, class Rep, class Period>
+    void wait_until(Pred&& pred, std::chrono::duration<Rep, Period> timeout) {
+        wait_until(std::forward<Pred>(pred), timeout, std::chrono::milliseconds(10));
+    }
+    template <class Pred, class Rep, class Period, class PollRep, class PollPeriod>
+    void wait_until(Pred&& pred, std::chrono::duration<Rep, Period> timeout,
+                    std::chrono::duration<PollRep, PollPeriod> poll) {
         auto check = [&]() -> bool { return static_cast<bool>(pred()); };
-        wait_until_impl(check, timeout, poll);
+        wait_until_impl(check, detail::saturate(timeout), detail::saturate(poll));
     }
     void notify();
 
@@ -185,6 +200,7 @@ class supervisor {
                         detail::unique_function<void(std::stop_token)> body);
     process& start_forked(detail::unique_function<void()> body, spawn_options options,
                           const std::source_location& where);
+    void wait_for_impl(std::chrono::steady_clock::duration timeout);
     void wait_until_impl(detail::function_ref<bool()> pred,
                          std::chrono::steady_clock::duration timeout,
                          std::chrono::steady_clock::duration poll);

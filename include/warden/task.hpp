@@ -40,23 +40,28 @@ struct task_signature<void> {
 template <class T = void>
 class task {
   public:
+    // An empty task (default-constructed or moved-from) refers to no child: valid() is false
+    // and every other member throws std::logic_error, as std::future does.
     task() = default;
 
-    const std::string& name() const { return state_->name(); }
-    bool done() const noexcept { return state_->done(); }
-    void cancel() const { state_->cancel(); }
+    bool valid() const noexcept { return state_ != nullptr; }
+    const std::string& name() const { return state().name(); }
+    bool done() const { return state().done(); }
+    void cancel() const { state().cancel(); }
 
     T get() const {
-        state_->wait_done();
-        if (auto e = state_->error())
+        auto& s = state();
+        s.wait_done();
+        if (auto e = s.error())
             std::rethrow_exception(e);
         if constexpr (!std::is_void_v<T>)
-            return state_->take_value();
+            return s.take_value();
     }
 
     template <
         boost::asio::completion_token_for<typename detail::task_signature<T>::type> CompletionToken>
     auto operator()(CompletionToken&& token) const {
+        state(); // an empty task throws here, before anything is initiated
         return boost::asio::async_initiate<CompletionToken, signature>(
             [](auto handler, std::shared_ptr<detail::task_state<T>> state) {
                 // Keep the awaiter's executor alive while the child runs elsewhere.
@@ -78,6 +83,12 @@ class task {
 
     explicit task(std::shared_ptr<detail::task_state<T>> state)
         : state_(std::move(state)) {}
+
+    detail::task_state<T>& state() const {
+        if (!state_)
+            detail::throw_empty_task();
+        return *state_;
+    }
 
     template <class Handler>
     static auto complete(Handler&& handler, detail::task_state<T>& state) {

@@ -25,6 +25,9 @@ class task;
 
 namespace warden::detail {
 
+// std::logic_error for a use of a task that refers to no child.
+[[noreturn]] void throw_empty_task();
+
 template <class T>
 struct task_value {
     std::optional<T> value; // empty when the exception_ptr is set
@@ -76,7 +79,9 @@ class awaitable_async_op<Signature, warden::task<T>, Executor> {
         , frame_(frame)
         , result_() {}
 
-    bool await_ready() const noexcept { return false; }
+    // An empty task is not initiated (that would throw out of the executor's run()): it
+    // resumes at once and throws in the awaiting coroutine.
+    bool await_ready() const noexcept { return !task_.valid(); }
 
     void await_suspend(coroutine_handle<void>) {
         frame_->after_suspend(
@@ -87,7 +92,11 @@ class awaitable_async_op<Signature, warden::task<T>, Executor> {
             this);
     }
 
-    auto await_resume() { return handler_type::resume(result_); }
+    auto await_resume() {
+        if (!task_.valid())
+            warden::detail::throw_empty_task();
+        return handler_type::resume(result_);
+    }
 
   private:
     warden::task<T> task_;

@@ -22,6 +22,7 @@ namespace warden::detail {
 
 class supervisor_core;
 struct stack_capture;
+struct blocked_wait;
 
 // True for the exception a child ends with when it obeys a cancellation: Asio's
 // operation_aborted, or std::errc::operation_canceled.
@@ -45,7 +46,7 @@ class child_record {
 
     const std::string& name() const noexcept { return name_; }
     child_kind kind() const noexcept { return kind_; }
-    // Acquire pairs with the release store in complete(): a reader that sees done also sees
+    // Acquire pairs with the release store in child_finished(): a reader that sees done also sees
     // error_ and the value.
     bool done() const noexcept { return done_.load(std::memory_order_acquire); }
     std::exception_ptr error() const noexcept { return error_; }
@@ -53,8 +54,9 @@ class child_record {
     // Requests cancellation: stop token, asio cancellation or SIGTERM, by kind.
     void cancel();
     // Blocks until done. Throws std::logic_error where that could never return (a child
-    // waiting for itself, or a wait on the I/O thread that runs the awaited coroutine).
-    void wait_done() const;
+    // waiting for itself, or a wait on the thread that runs the awaited coroutine), and
+    // system_error(operation_aborted) when the calling child is cancelled meanwhile.
+    void wait_done();
     // Runs fn once the child is done: at once on this thread if it already is, else on the
     // thread that completes it.
     void on_done(unique_function<void()> fn);
@@ -90,6 +92,11 @@ class child_record {
     boost::asio::cancellation_signal cancel_signal_;
     std::vector<unique_function<void()>> on_done_; // guarded by mutex_
     std::exception_ptr error_;                     // written before done_
+    // The task::get this child is blocked in, woken by its cancellation; guarded by mutex_.
+    blocked_wait* blocked_wait_ = nullptr;
+    // Supervisors created while this child ran (on its thread or in its coroutine): cancelling
+    // the child cancels them, so an outer failure reaches every leaf. Guarded by mutex_.
+    std::unique_ptr<std::vector<std::weak_ptr<supervisor_core>>> nested_;
 
     // Links of the supervisor's table of running children (live_list in src/core.hpp),
     // guarded by the supervisor's mutex. `table_ref_` is the table's own reference.
