@@ -101,17 +101,31 @@ void unique_fd::reset() noexcept {
         ::close(std::exchange(fd_, -1));
 }
 
+int above_stdio(int fd) noexcept {
+    if (fd < 0 || fd > STDERR_FILENO)
+        return fd;
+    const int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
+    const int saved_errno = errno;
+    ::close(fd);
+    errno = saved_errno;
+    return moved;
+}
+
 pipe_pair make_pipe(const char* what) {
     int fds[2];
     if (::pipe2(fds, O_CLOEXEC) != 0)
         throw spawn_error(std::error_code(errno, std::system_category()), what,
                           "cannot create a pipe");
-    return {unique_fd(fds[0]), unique_fd(fds[1])};
+    pipe_pair pipe{unique_fd(above_stdio(fds[0])), unique_fd(above_stdio(fds[1]))};
+    if (pipe.read.get() < 0 || pipe.write.get() < 0)
+        throw spawn_error(std::error_code(errno, std::system_category()), what,
+                          "cannot create a pipe");
+    return pipe;
 }
 
 int open_pidfd(int pid) noexcept {
     // Close-on-exec by definition (pidfd_open(2)).
-    return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+    return above_stdio(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
 }
 
 process_state::process_state(std::shared_ptr<supervisor_core> core,
@@ -305,10 +319,12 @@ void process_state::on_exit_ready(const boost::system::error_code& ec) {
             log().error("{}: cannot wait for pid {} ({}); killing it", name(), pid_, ec.message());
             signal_group_locked(SIGKILL);
         }
-        // Before reaping, the pid cannot be reused, so the group id is still this child's:
-        // after a cancellation, members that outlived the leader go now.
-        if (cancel_sent_)
-            signal_group_locked(SIGKILL);
+        // No child process is left when its supervisor is gone, and a leader that ended by
+        // itself (`sh -c 'server & exit 0'`) or was cancelled may leave members of its group
+        // running. Before reaping, the pid cannot be reused, so the group id is still this
+        // child's: they go now. Tests: "a process that exits by itself takes its background
+        // jobs with it", "cancellation reaches the children of a shell".
+        signal_group_locked(SIGKILL);
         int status = 0;
         pid_t reaped;
         do

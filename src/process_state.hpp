@@ -51,15 +51,22 @@ class unique_fd {
     int fd_ = -1;
 };
 
+// `fd` itself if it is above 2 (or -1), else a close-on-exec copy above 2 with `fd` closed (-1
+// and errno if that fails). In a program that closed its stdin, stdout or stderr, a new
+// descriptor takes the lowest free number: a pipe end there would be overwritten or closed by
+// a child setting up its own 0-2, and the parent's writes to stderr would land in it.
+int above_stdio(int fd) noexcept;
+
 // pipe2(O_CLOEXEC), so that no other spawn, fork+exec or posix_spawn inherits either end
-// unless it asks for it; throws spawn_error naming `what` when the process is out of fds.
+// unless it asks for it, both ends above 2 (above_stdio); throws spawn_error naming `what`
+// when the process is out of fds.
 struct pipe_pair {
     unique_fd read;
     unique_fd write;
 };
 pipe_pair make_pipe(const char* what);
 
-// pidfd_open(2): the descriptor warden waits on for the child's exit.
+// pidfd_open(2), above 2: the descriptor warden waits on for the child's exit.
 int open_pidfd(int pid) noexcept;
 
 // One wait_for_line call. It completes exactly once, through `complete`: by a matching line,
