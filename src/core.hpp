@@ -29,6 +29,8 @@ class process;
 
 namespace warden::detail {
 
+class process_state;
+
 // A failure as the supervisor keeps it. Two parts of the report are filled in once, by
 // whoever needs them first, after the waiters have been woken: what() and the type name
 // (microseconds), and the symbolised spawn stack (milliseconds).
@@ -159,8 +161,9 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
     // True once the first failure was thrown by a wait (the doctest watchdog asks).
     bool failure_observed() const;
 
-    // Owns process objects until the supervisor ends, so `process&` stays valid.
-    process& keep(std::unique_ptr<process> p);
+    // Owns process objects until the supervisor ends, so `process&` stays valid; `state` is
+    // the process's, whose line matcher shutdown() stops before the io_context.
+    process& keep(std::unique_ptr<process> p, std::shared_ptr<process_state> state);
     // The logic_error a blocking wait on the I/O thread or from a child would deserve.
     void check_can_block(const char* what) const;
     void check_not_own_child(const char* what) const;
@@ -205,6 +208,7 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
     std::uint64_t settlements_ = 0;
     std::vector<unique_function<void()>> change_waiters_;
     std::vector<std::unique_ptr<process>> processes_;
+    std::vector<std::shared_ptr<process_state>> process_states_;
     std::stop_source stop_;
 };
 

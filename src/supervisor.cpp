@@ -47,6 +47,7 @@
 #include "child_executor.hpp"
 #include "core.hpp"
 #include "log.hpp"
+#include "process_state.hpp"
 #include "registry.hpp"
 #include "stack.hpp"
 
@@ -621,8 +622,9 @@ bool supervisor_core::failure_observed() const {
     return !failures_.empty() && failures_.front().observed;
 }
 
-process& supervisor_core::keep(std::unique_ptr<process> p) {
+process& supervisor_core::keep(std::unique_ptr<process> p, std::shared_ptr<process_state> state) {
     auto lock = this->lock();
+    process_states_.push_back(std::move(state));
     processes_.push_back(std::move(p));
     return *processes_.back();
 }
@@ -666,10 +668,22 @@ void supervisor_core::shutdown() noexcept {
     } catch (...) {
         // Logging failed (out of memory, a broken sink): waiting above still happened.
     }
+    // Every process has finished, but a regex wait_for_line may still be matching (a runaway
+    // pattern): abandoned here, its verdicts are posted before the io_context stops.
+    std::vector<std::shared_ptr<process_state>> states;
+    {
+        auto lock = this->lock();
+        states.swap(process_states_);
+    }
+    for (const auto& state : states)
+        state->stop_matching();
+    states.clear();
     if (own_io_) {
         work_.reset();
-        // Handlers still queued (timer cancellations for finished joins) run first.
-        asio::post(*own_io_, [this] { own_io_->stop(); });
+        // Handlers still queued (timer cancellations for finished joins, the matchers'
+        // verdicts) run first. Two hops: a verdict cancels its waiter's timer, which queues
+        // the timer's handler behind the first hop; the stop comes after that one too.
+        asio::post(*own_io_, [this] { asio::post(*own_io_, [this] { own_io_->stop(); }); });
         io_thread_.join();
         // Destroys what never ran, and the shared_ptrs to this core it held.
         own_io_.reset();

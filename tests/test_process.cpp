@@ -3,6 +3,7 @@
 #include <warden/supervisor.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -11,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <latch>
+#include <regex>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -31,6 +33,7 @@
 #include <doctest/doctest.h>
 
 #include "helpers.hpp"
+#include "line_matcher.hpp"
 #include "log.hpp"
 
 namespace asio = boost::asio;
@@ -769,4 +772,53 @@ TEST_CASE("a sibling's failure reaches wait at once while a backtracking pattern
     }
     // The destructor abandoned the match rather than wait for it.
     CHECK(clock_type::now() - start < 20s);
+}
+
+TEST_CASE(
+    "a pattern that needs more stack than a long line allows ends its wait with regex_error") {
+    warden::supervisor sup({.policy = warden::policy::collect});
+    auto& p = sup.spawn_process(
+        {.argv = {"sh", "-c", "head -c 60000 /dev/zero | tr '\\0' a; echo; exec sleep 1000"}});
+    // Each nested group costs std::regex's matcher about 4 KB of stack per character: 240 MB
+    // for this line, more than the matcher thread has.
+    auto line = sup.spawn([&p]() -> asio::awaitable<std::string> {
+        co_return co_await p.wait_for_line("(((((((((((((((((a)))))))))))))))))*z", 60s);
+    });
+    try {
+        line.get();
+        FAIL("no error");
+    } catch (const std::regex_error& e) {
+        CHECK(e.code() == std::regex_constants::error_stack);
+    }
+    p.terminate();
+    CHECK_THROWS_AS(sup.wait(), warden::failure_group);
+}
+
+TEST_CASE("a pattern without regex metacharacters is matched as a substring, as std::regex would") {
+    using warden::detail::is_plain_pattern;
+    CHECK(is_plain_pattern("listening on port 8080"));
+    CHECK(is_plain_pattern("ready!"));
+    CHECK(is_plain_pattern(""));
+    for (const char* special :
+         {"a.b", "^ready", "ready$", "a*", "a+", "a?", "(a)", "[a]", "a{2}", "a|b", "\\d"})
+        CHECK_FALSE(is_plain_pattern(special));
+    const std::vector<std::string> lines = {
+        "", "ready", "server ready!", "listening on port 8080", "port=8080 ok", "not yet"};
+    for (const std::string pattern : {"ready", "ready!", "port=8080", "", "8080 ok", "x"})
+        for (const auto& line : lines) {
+            CAPTURE(pattern);
+            CAPTURE(line);
+            CHECK((line.find(pattern) != std::string::npos) ==
+                  std::regex_search(line, std::regex(pattern)));
+        }
+}
+
+TEST_CASE("a regex match is abandoned promptly once its waiter is claimed") {
+    std::atomic<bool> claimed{true};
+    std::atomic<bool> stop{false};
+    const std::string line(60, 'x');
+    // Without the flag this would take about 2^60 steps.
+    CHECK_THROWS_AS(
+        warden::detail::bounded_regex_search(line, std::regex("(x+x+)+y"), claimed, stop),
+        warden::detail::match_abandoned);
 }
