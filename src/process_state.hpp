@@ -85,9 +85,10 @@ int open_pidfd(int pid) noexcept;
 // its handlers. That executor runs one handler at a time (the supervisor's own io_context has
 // one thread; a caller's executor must be a strand if its context has several, as for
 // coroutine children), so the handlers need no lock among themselves. `mutex_` guards what
-// other threads read (tail, waiters, reaped/status, outcome). The one thing done off the
-// executor is sending signals, under `mutex_` and only while not reaped, so a signal can never
-// reach a recycled pid.
+// other threads read (tail, waiters, reaped/status, outcome). Two things are done off the
+// executor: sending signals, under `mutex_` and only while not reaped, so a signal can never
+// reach a recycled pid; and matching regex waiters, on the line matcher's thread, which holds
+// no lock of ours while it matches and posts its verdicts back to the executor.
 //
 // No Asio object here outlives finish(), and the state holds no strand: a process object is
 // destroyed after the supervisor's io_context, and an Asio strand or I/O object must not be.
