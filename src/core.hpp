@@ -29,6 +29,8 @@ class process;
 
 namespace warden::detail {
 
+class process_state;
+
 // A failure as the supervisor keeps it. Two parts of the report are filled in once, by
 // whoever needs them first, after the waiters have been woken: what() and the type name
 // (microseconds), and the symbolised spawn stack (milliseconds).
@@ -53,6 +55,8 @@ struct executor_thread {
     bool may_run_here() const noexcept { return io != nullptr && (!strand || inside_strand); }
 };
 executor_thread thread_of(const boost::asio::any_io_executor& executor);
+// Runs `fn` soon on the executor's thread, never inline. See supervisor.cpp.
+void run_soon(const boost::asio::any_io_executor& executor, unique_function<void()> fn);
 
 // The threads that run blocking children: an io_context run by `size` threads. Not
 // asio::thread_pool: when one of its threads cannot be created its constructor throws with the
@@ -212,8 +216,9 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
     // True once the first failure was thrown by a wait (the doctest watchdog asks).
     bool failure_observed() const;
 
-    // Owns process objects until the supervisor ends, so `process&` stays valid.
-    process& keep(std::unique_ptr<process> p);
+    // Owns process objects until the supervisor ends, so `process&` stays valid; `state` is
+    // the process's, whose line matcher shutdown() stops before the io_context.
+    process& keep(std::unique_ptr<process> p, std::shared_ptr<process_state> state);
     // The logic_error a blocking wait on the I/O thread or from a child would deserve.
     void check_can_block(const char* what) const;
     void check_not_own_child(const char* what) const;
@@ -263,6 +268,7 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
     std::uint64_t settlements_ = 0;
     std::vector<unique_function<void()>> change_waiters_;
     std::vector<std::unique_ptr<process>> processes_;
+    std::vector<std::shared_ptr<process_state>> process_states_;
     std::stop_source stop_;
 };
 

@@ -90,6 +90,29 @@ void flush_output() noexcept {
     std::fflush(stderr);
 }
 
+// Where the forked child keeps its own pipes, so that everything above them can be closed.
+constexpr int failure_pipe_fd = STDERR_FILENO + 1;
+constexpr int crash_pipe_fd = STDERR_FILENO + 2;
+
+// The contract lets no descriptor of the parent but 0-2 reach a child, and a fork copies them
+// all: the application's files and sockets, warden's epoll, eventfd and timerfd, other
+// children's pidfds and pipe ends (a sibling's pipe held open here would also delay its EOF),
+// libunwind's pipe. So the child's two pipes move to 3 and 4 and everything above goes.
+// libunwind keeps the numbers of its pipe, which a later open() in f may reuse, and reads and
+// writes it during unw_backtrace: the child's captures stop using libunwind first (test: "stack
+// capture works in a forked child and touches none of its descriptors"). Async-signal-safe:
+// fcntl, dup3, close_range through closefrom.
+void keep_only_own_fds(int failure, int crash) noexcept {
+    stop_using_libunwind();
+    if (crash == failure_pipe_fd)
+        crash = ::fcntl(crash, F_DUPFD_CLOEXEC, crash_pipe_fd + 1);
+    if (failure != failure_pipe_fd)
+        ::dup3(failure, failure_pipe_fd, O_CLOEXEC);
+    if (crash != crash_pipe_fd)
+        ::dup3(crash, crash_pipe_fd, O_CLOEXEC);
+    ::closefrom(crash_pipe_fd + 1);
+}
+
 // The child of fork() in a process that may have other threads: those threads are gone and
 // any lock they held stays locked here. So nothing below takes a warden mutex or logs; stdio
 // is safe only because the parent held the stdout and stderr locks across fork().
@@ -105,8 +128,12 @@ void flush_output() noexcept {
     sigemptyset(&none);
     ::pthread_sigmask(SIG_SETMASK, &none, nullptr);
 
+    // Every pipe end is above 2 (make_pipe), so nothing set up here overwrites one. /dev/null
+    // opens on 0 itself when the parent had closed its stdin.
     const int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (null >= 0) {
+    if (null == STDIN_FILENO) {
+        ::fcntl(null, F_SETFD, 0);
+    } else if (null >= 0) {
         ::dup2(null, STDIN_FILENO);
         ::close(null);
     }
@@ -119,18 +146,19 @@ void flush_output() noexcept {
     // used stays effectively fully buffered (test: "what a forked child printed before
     // crashing is in the report").
     std::setvbuf(stdout, child_stdout_buffer, _IOLBF, sizeof child_stdout_buffer);
-    output.write.reset();
-    output.read.reset();
-    failure.read.reset();
-    crash.read.reset();
-    failure_fd = failure.write.get();
-    install_crash_handlers(crash.write.get());
+    output.write.release();
+    output.read.release();
+    failure.read.release();
+    crash.read.release();
+    keep_only_own_fds(failure.write.release(), crash.write.release());
+    failure_fd = failure_pipe_fd;
+    install_crash_handlers(crash_pipe_fd);
 
     try {
         body();
     } catch (...) {
         flush_output();
-        send_current_exception(failure.write.get());
+        send_current_exception(failure_fd);
         ::_exit(exception_exit_code);
     }
     flush_output();

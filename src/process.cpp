@@ -94,17 +94,31 @@ void unique_fd::reset() noexcept {
         ::close(std::exchange(fd_, -1));
 }
 
+int above_stdio(int fd) noexcept {
+    if (fd < 0 || fd > STDERR_FILENO)
+        return fd;
+    const int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
+    const int saved_errno = errno;
+    ::close(fd);
+    errno = saved_errno;
+    return moved;
+}
+
 pipe_pair make_pipe(const char* what) {
     int fds[2];
     if (::pipe2(fds, O_CLOEXEC) != 0)
         throw spawn_error(std::error_code(errno, std::system_category()), what,
                           "cannot create a pipe");
-    return {unique_fd(fds[0]), unique_fd(fds[1])};
+    pipe_pair pipe{unique_fd(above_stdio(fds[0])), unique_fd(above_stdio(fds[1]))};
+    if (pipe.read.get() < 0 || pipe.write.get() < 0)
+        throw spawn_error(std::error_code(errno, std::system_category()), what,
+                          "cannot create a pipe");
+    return pipe;
 }
 
 int open_pidfd(int pid) noexcept {
     // Close-on-exec by definition (pidfd_open(2)).
-    return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+    return above_stdio(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
 }
 
 process_state::process_state(std::shared_ptr<supervisor_core> core,
@@ -117,7 +131,12 @@ process_state::process_state(std::shared_ptr<supervisor_core> core,
     , executor_(core_->executor())
     , pid_(pid) {}
 
-process_state::~process_state() = default;
+process_state::~process_state() {
+    // After the supervisor's shutdown, which stopped the matcher already unless a waiter came
+    // later: its verdicts would go to an executor that may be gone.
+    if (matcher_)
+        matcher_->abandon();
+}
 
 const std::string& process_state::name() const noexcept {
     return record_->name();
@@ -248,23 +267,32 @@ void process_state::push_line(std::string line) {
     std::vector<std::pair<std::shared_ptr<line_waiter>, std::exception_ptr>> matched;
     {
         std::lock_guard lock(mutex_);
+        std::vector<std::shared_ptr<line_waiter>> regex_waiters;
         for (auto it = waiters_.begin(); it != waiters_.end();) {
-            std::exception_ptr error;
-            bool hit = false;
-            try {
-                hit = std::regex_search(line, (*it)->pattern);
-            } catch (...) {
-                // std::regex gives up on some patterns (error_complexity): tell that waiter.
-                error = std::current_exception();
-                hit = true;
+            if ((*it)->pattern) {
+                regex_waiters.push_back(*it);
+                ++it;
+                continue;
             }
-            if (!hit) {
+            if (line.find((*it)->pattern_text) == std::string::npos) {
                 ++it;
                 continue;
             }
             if ((*it)->claim())
-                matched.emplace_back(*it, error);
+                matched.emplace_back(*it, nullptr);
             it = waiters_.erase(it);
+        }
+        if (!regex_waiters.empty() &&
+            !submit_to_matcher_locked(std::make_shared<const std::string>(line), regex_waiters)) {
+            // The matcher is more than max_pending_bytes behind: the pattern is too slow for
+            // this output, which it would otherwise have to keep without bound.
+            const auto error =
+                std::make_exception_ptr(std::regex_error(std::regex_constants::error_complexity));
+            for (auto& w : regex_waiters) {
+                if (w->claim())
+                    matched.emplace_back(w, error);
+                std::erase(waiters_, w);
+            }
         }
         if (tail_limit_ > 0) {
             tail_.push_back(matched.empty() ? std::move(line) : line);
@@ -298,10 +326,12 @@ void process_state::on_exit_ready(const boost::system::error_code& ec) {
             log().error("{}: cannot wait for pid {} ({}); killing it", name(), pid_, ec.message());
             signal_group_locked(SIGKILL);
         }
-        // Before reaping, the pid cannot be reused, so the group id is still this child's:
-        // after a cancellation, members that outlived the leader go now.
-        if (cancel_sent_)
-            signal_group_locked(SIGKILL);
+        // No child process is left when its supervisor is gone, and a leader that ended by
+        // itself (`sh -c 'server & exit 0'`) or was cancelled may leave members of its group
+        // running. Before reaping, the pid cannot be reused, so the group id is still this
+        // child's: they go now. Tests: "a process that exits by itself takes its background
+        // jobs with it", "cancellation reaches the children of a shell".
+        signal_group_locked(SIGKILL);
         int status = 0;
         pid_t reaped;
         do
@@ -339,7 +369,7 @@ void process_state::request_cancel() {
         cancel_sent_ = true;
         signal_group_locked(SIGTERM);
     }
-    asio::post(executor_, [self = shared_from_this()] { self->arm_kill_timer(); });
+    run_soon(executor_, [self = shared_from_this()] { self->arm_kill_timer(); });
 }
 
 void process_state::arm_kill_timer() {
@@ -393,10 +423,18 @@ void process_state::finish() {
         std::lock_guard lock(mutex_);
         finished_ = true;
         outcome_ = outcome;
-        for (auto& w : waiters_)
-            if (w->claim())
+        // A regex waiter ends after the matcher has tested every line it was given: a line
+        // printed before the exit still wins, as it does for a plain pattern.
+        std::vector<std::shared_ptr<line_waiter>> regex_waiters;
+        for (auto& w : waiters_) {
+            if (w->pattern)
+                regex_waiters.push_back(w);
+            else if (w->claim())
                 ended.emplace_back(w, ended_error(*w));
+        }
         waiters_.clear();
+        if (!regex_waiters.empty())
+            submit_to_matcher_locked(nullptr, std::move(regex_waiters));
     }
     // Every Asio object of this state is gone or idle now, and the waiters' timers are
     // cancelled before child_finished() can let the supervisor's destructor stop the
@@ -518,31 +556,30 @@ void process_state::add_waiter(const std::shared_ptr<line_waiter>& w,
     std::exception_ptr error;
     {
         std::lock_guard lock(mutex_);
-        try {
-            for (const auto& line : tail_) {
-                if (std::regex_search(line, w->pattern)) {
-                    found = line;
-                    break;
-                }
-            }
-        } catch (...) {
-            error = std::current_exception();
+        if (w->pattern) {
+            // The tail, then (if the process has ended) the end, then each new line, all in
+            // order on the matcher's thread.
+            for (const auto& line : tail_)
+                submit_to_matcher_locked(std::make_shared<const std::string>(line), {w});
+            if (finished_)
+                submit_to_matcher_locked(nullptr, {w});
+            else
+                waiters_.push_back(w);
+            if (timeout)
+                arm_waiter_timer(w, *timeout);
+            return;
         }
-        if (!found && !error) {
+        for (const auto& line : tail_) {
+            if (line.find(w->pattern_text) != std::string::npos) {
+                found = line;
+                break;
+            }
+        }
+        if (!found) {
             if (!finished_) {
                 waiters_.push_back(w);
                 if (timeout)
-                    asio::post(executor_, [self = shared_from_this(), w, t = *timeout] {
-                        if (w->claimed.load(std::memory_order_acquire))
-                            return;
-                        w->timer.emplace(self->executor_, t);
-                        w->timer->async_wait([self, w, t](const boost::system::error_code& ec) {
-                            if (ec || !w->claim())
-                                return;
-                            self->remove_waiter(w.get());
-                            w->complete(self->timeout_for(*w, t), {});
-                        });
-                    });
+                    arm_waiter_timer(w, *timeout);
                 return;
             }
             error = ended_error(*w);
@@ -551,6 +588,63 @@ void process_state::add_waiter(const std::shared_ptr<line_waiter>& w,
             return;
     }
     w->complete(error, found ? std::move(*found) : std::string());
+}
+
+void process_state::arm_waiter_timer(const std::shared_ptr<line_waiter>& w, duration timeout) {
+    asio::post(executor_, [self = shared_from_this(), w, timeout] {
+        if (w->claimed.load(std::memory_order_acquire))
+            return;
+        w->timer.emplace(self->executor_, timeout);
+        w->timer->async_wait([self, w, timeout](const boost::system::error_code& ec) {
+            if (ec || !w->claim())
+                return;
+            self->remove_waiter(w.get());
+            w->complete(self->timeout_for(*w, timeout), {});
+        });
+    });
+}
+
+bool process_state::submit_to_matcher_locked(std::shared_ptr<const std::string> line,
+                                             std::vector<std::shared_ptr<line_waiter>> waiters) {
+    if (!matcher_) {
+        // The verdict is posted, not handled on the matcher's thread: waiters' timers live on
+        // the executor. The weak reference is locked there, never on the matcher's thread, so
+        // the state is never destroyed by the thread its destructor joins.
+        matcher_ = std::make_unique<line_matcher>(
+            [weak = weak_from_this(), executor = executor_](match_verdict verdict) {
+                asio::post(executor, [weak, verdict = std::move(verdict)]() mutable {
+                    if (auto self = weak.lock())
+                        self->settle(std::move(verdict));
+                });
+            });
+    }
+    return matcher_->submit(std::move(line), std::move(waiters));
+}
+
+void process_state::settle(match_verdict verdict) {
+    auto& w = verdict.waiter;
+    std::exception_ptr error = verdict.error;
+    {
+        std::lock_guard lock(mutex_);
+        if (!w->claim())
+            return;
+        std::erase(waiters_, w);
+        if (verdict.ended)
+            error = ended_error(*w);
+    }
+    if (w->timer)
+        w->timer->cancel();
+    w->complete(error, verdict.line && !error ? *verdict.line : std::string());
+}
+
+void process_state::stop_matching() noexcept {
+    std::unique_ptr<line_matcher> matcher;
+    {
+        std::lock_guard lock(mutex_);
+        matcher = std::move(matcher_);
+    }
+    if (matcher)
+        matcher->stop();
 }
 
 void process_state::remove_waiter(const line_waiter* w) {
@@ -603,7 +697,7 @@ process& adopt(const std::shared_ptr<supervisor_core>& core,
     } catch (const boost::system::system_error& e) {
         throw give_up(e.code().value(), "io_context");
     }
-    return core->keep(std::make_unique<process>(state));
+    return core->keep(std::make_unique<process>(state), state);
 }
 
 namespace {
@@ -788,6 +882,10 @@ using detail::line_waiter;
 using detail::process_state;
 
 std::shared_ptr<line_waiter> make_waiter(std::string_view pattern) {
+    // The common readiness pattern is a plain word: a substring search gives the same answer
+    // as std::regex, at once and on any line.
+    if (detail::is_plain_pattern(pattern))
+        return std::make_shared<line_waiter>(std::string(pattern));
     return std::make_shared<line_waiter>(std::regex(pattern.begin(), pattern.end()),
                                          std::string(pattern));
 }

@@ -25,6 +25,8 @@
 #include <warden/errors.hpp>
 #include <warden/options.hpp>
 
+#include "line_matcher.hpp"
+
 namespace warden {
 class process;
 }
@@ -51,35 +53,23 @@ class unique_fd {
     int fd_ = -1;
 };
 
+// `fd` itself if it is above 2 (or -1), else a close-on-exec copy above 2 with `fd` closed (-1
+// and errno if that fails). In a program that closed its stdin, stdout or stderr, a new
+// descriptor takes the lowest free number: a pipe end there would be overwritten or closed by
+// a child setting up its own 0-2, and the parent's writes to stderr would land in it.
+int above_stdio(int fd) noexcept;
+
 // pipe2(O_CLOEXEC), so that no other spawn, fork+exec or posix_spawn inherits either end
-// unless it asks for it; throws spawn_error naming `what` when the process is out of fds.
+// unless it asks for it, both ends above 2 (above_stdio); throws spawn_error naming `what`
+// when the process is out of fds.
 struct pipe_pair {
     unique_fd read;
     unique_fd write;
 };
 pipe_pair make_pipe(const char* what);
 
-// pidfd_open(2): the descriptor warden waits on for the child's exit.
+// pidfd_open(2), above 2: the descriptor warden waits on for the child's exit.
 int open_pidfd(int pid) noexcept;
-
-// One wait_for_line call. It completes exactly once, through `complete`: by a matching line,
-// by the end of the process, at its timeout, or when its awaiting coroutine is cancelled.
-// Whichever of those wins claim() completes it; the others see it claimed and do nothing.
-struct line_waiter {
-    line_waiter(std::regex re, std::string text)
-        : pattern(std::move(re))
-        , pattern_text(std::move(text)) {}
-
-    bool claim() noexcept { return !claimed.exchange(true, std::memory_order_acq_rel); }
-
-    const std::regex pattern;
-    const std::string pattern_text; // for messages
-    std::atomic<bool> claimed{false};
-    // Set before the waiter is registered; called once, by the claimer, with no lock held.
-    unique_function<void(std::exception_ptr, std::string)> complete;
-    // Coroutine waits only. Created, waited on and cancelled on the executor only.
-    std::optional<boost::asio::steady_timer> timer;
-};
 
 // The state of one process, shared by its `warden::process`, the handlers of its pending
 // operations and its cancel action.
@@ -95,9 +85,10 @@ struct line_waiter {
 // its handlers. That executor runs one handler at a time (the supervisor's own io_context has
 // one thread; a caller's executor must be a strand if its context has several, as for
 // coroutine children), so the handlers need no lock among themselves. `mutex_` guards what
-// other threads read (tail, waiters, reaped/status, outcome). The one thing done off the
-// executor is sending signals, under `mutex_` and only while not reaped, so a signal can never
-// reach a recycled pid.
+// other threads read (tail, waiters, reaped/status, outcome). Two things are done off the
+// executor: sending signals, under `mutex_` and only while not reaped, so a signal can never
+// reach a recycled pid; and matching regex waiters, on the line matcher's thread, which holds
+// no lock of ours while it matches and posts its verdicts back to the executor.
 //
 // No Asio object here outlives finish(), and the state holds no strand: a process object is
 // destroyed after the supervisor's io_context, and an Asio strand or I/O object must not be.
@@ -135,6 +126,9 @@ class process_state : public std::enable_shared_from_this<process_state> {
     // Posts the cancellation of a waiter's timer to the executor.
     void cancel_waiter_timer(const std::shared_ptr<line_waiter>& w);
     std::exception_ptr timeout_for(const line_waiter& w, duration timeout) const;
+    // Abandons what the line matcher is doing, ends its regex waiters, joins its thread.
+    // Before the supervisor's io_context stops: the matcher posts its verdicts there.
+    void stop_matching() noexcept;
 
   private:
     struct pipe_reader {
@@ -156,6 +150,14 @@ class process_state : public std::enable_shared_from_this<process_state> {
     void consume_output(const char* data, std::size_t n);
     void end_line();
     void push_line(std::string line);
+    // Regex waiters are matched on the line matcher's thread, never on the executor nor under
+    // mutex_: a pattern can take exponential time and, on a long line, more stack than the
+    // I/O thread has. Caller holds mutex_. False: too many lines already wait for it.
+    bool submit_to_matcher_locked(std::shared_ptr<const std::string> line,
+                                  std::vector<std::shared_ptr<line_waiter>> waiters);
+    // The matcher's verdict, on the executor: claims and completes the waiter.
+    void settle(match_verdict verdict);
+    void arm_waiter_timer(const std::shared_ptr<line_waiter>& w, duration timeout);
     void wait_exit();
     void on_exit_ready(const boost::system::error_code& ec);
     void arm_kill_timer();
@@ -191,6 +193,7 @@ class process_state : public std::enable_shared_from_this<process_state> {
     mutable std::mutex mutex_;
     std::deque<std::string> tail_;
     std::vector<std::shared_ptr<line_waiter>> waiters_;
+    std::unique_ptr<line_matcher> matcher_; // created by the first regex waiter
     bool reaped_ = false;
     bool cancel_sent_ = false; // SIGTERM sent before the child was reaped
     bool cancelled_ = false;   // the outcome is "cancelled": cancel_sent_ when it was reaped

@@ -220,13 +220,26 @@ unw_backtrace_function unw_backtrace_if_loaded() noexcept {
 // skips take Boost's way.
 constexpr std::size_t max_unwind_skip = 16;
 
+// Set in a forked child that closed libunwind's descriptors (forked.cpp): from then on its
+// numbers may be the child's own files, and libunwind reads and writes that pipe to validate
+// addresses during unw_backtrace (strace: read(fd, 1) and write(fd + 2, 1) after mincore).
+bool libunwind_pipe_closed = false;
+
+unw_backtrace_function usable_unw_backtrace() noexcept {
+    return libunwind_pipe_closed ? nullptr : unw_backtrace_if_loaded();
+}
+
 } // namespace
+
+void stop_using_libunwind() noexcept {
+    libunwind_pipe_closed = true;
+}
 
 // Not inlined, so that its own frame, which both ways skip, is always there.
 [[gnu::noinline]] std::shared_ptr<const stack_capture> capture_stack(std::size_t skip) {
     auto capture = std::make_shared<stack_capture>();
     const std::size_t first = skip + 1; // +1: this function's own frame
-    if (const unw_backtrace_function unw_backtrace = unw_backtrace_if_loaded();
+    if (const unw_backtrace_function unw_backtrace = usable_unw_backtrace();
         unw_backtrace != nullptr && skip <= max_unwind_skip) {
         // unw_backtrace's first frame is the one that calls it: this function.
         std::array<void*, max_unwind_skip + 1 + max_spawn_depth> walked;
@@ -269,7 +282,7 @@ std::size_t threads_that_symbolised() noexcept {
 }
 
 std::string_view stack_capture_backend() noexcept {
-    return unw_backtrace_if_loaded() != nullptr ? "libunwind" : "boost";
+    return usable_unw_backtrace() != nullptr ? "libunwind" : "boost";
 }
 
 std::string current_exception_type_name() {

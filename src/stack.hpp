@@ -17,6 +17,9 @@ struct stack_capture;
 // Boost; symbols cost milliseconds. The first frame is the function that called
 // capture_stack, or the one `skip` frames further out; at most 32 frames.
 std::shared_ptr<const stack_capture> capture_stack(std::size_t skip);
+// For a forked child about to close the descriptors it inherited, libunwind's pipe among them:
+// its captures take Boost's way from then on. Async-signal-safe.
+void stop_using_libunwind() noexcept;
 // "0# function at file:line" lines.
 std::string symbolise(const stack_capture& stack);
 

@@ -49,6 +49,7 @@
 #include "child_executor.hpp"
 #include "core.hpp"
 #include "log.hpp"
+#include "process_state.hpp"
 #include "registry.hpp"
 #include "stack.hpp"
 
@@ -174,6 +175,25 @@ bool find_thread_of(const asio::any_io_executor& executor, executor_thread& out)
 }
 
 } // namespace
+
+// From the executor's own thread, through a timer that has already expired, not a post: on a
+// one-thread io_context (io_context{1}, and a supervisor's own) a handler posted from a handler
+// waits in that handler's private queue until it returns, and so does every completion that
+// handler's work queues, such as a cancelled timer's. A supervisor's destructor waiting for
+// its children may be that handler (an inner supervisor destroyed in a cancelled coroutine
+// child); an expired timer is run by the destructor's own run_one, and what it queues is too
+// (test: "nested: an outer failure reaches the leaves of an inner supervisor on the child's
+// executor").
+void run_soon(const asio::any_io_executor& executor, unique_function<void()> fn) {
+    if (!thread_of(executor).may_run_here()) {
+        asio::post(executor, std::move(fn));
+        return;
+    }
+    auto timer =
+        std::make_shared<asio::steady_timer>(executor, asio::steady_timer::time_point::min());
+    timer->async_wait(
+        [timer, fn = std::move(fn)](const boost::system::error_code&) mutable { fn(); });
+}
 
 executor_thread thread_of(const asio::any_io_executor& executor) {
     using io_executor = asio::io_context::executor_type;
@@ -876,8 +896,9 @@ bool supervisor_core::failure_observed() const {
     return !failures_.empty() && failures_.front().observed;
 }
 
-process& supervisor_core::keep(std::unique_ptr<process> p) {
+process& supervisor_core::keep(std::unique_ptr<process> p, std::shared_ptr<process_state> state) {
     auto lock = this->lock();
+    process_states_.push_back(std::move(state));
     processes_.push_back(std::move(p));
     return *processes_.back();
 }
@@ -945,10 +966,22 @@ void supervisor_core::shutdown() noexcept {
     } catch (...) {
         // Logging failed (out of memory, a broken sink): waiting above still happened.
     }
+    // Every process has finished, but a regex wait_for_line may still be matching (a runaway
+    // pattern): abandoned here, its verdicts are posted before the io_context stops.
+    std::vector<std::shared_ptr<process_state>> states;
+    {
+        auto lock = this->lock();
+        states.swap(process_states_);
+    }
+    for (const auto& state : states)
+        state->stop_matching();
+    states.clear();
     if (own_io_) {
         work_.reset();
-        // Handlers still queued (timer cancellations for finished joins) run first.
-        asio::post(*own_io_, [this] { own_io_->stop(); });
+        // Handlers still queued (timer cancellations for finished joins, the matchers'
+        // verdicts) run first. Two hops: a verdict cancels its waiter's timer, which queues
+        // the timer's handler behind the first hop; the stop comes after that one too.
+        asio::post(*own_io_, [this] { asio::post(*own_io_, [this] { own_io_->stop(); }); });
         io_thread_.join();
         // Destroys what never ran, and the shared_ptrs to this core it held.
         own_io_.reset();
@@ -1016,18 +1049,11 @@ void start_coroutine_child(const std::shared_ptr<detail::child_record>& child, B
     else
         asio::co_spawn(detail::child_executor(executor, child), std::move(body), std::move(on_end));
     // Armed after co_spawn has connected the slot, so an early cancel is not lost. The
-    // signal is emitted where the coroutine runs: a slot is not thread-safe. On that thread it
-    // is emitted at once: a handler posted from a handler of a one-thread io_context waits in
-    // that handler's private queue until it returns, and the supervisor's destructor may be
-    // that handler, waiting for this very child (test: "nested: an outer failure reaches the
-    // leaves of an inner supervisor on the child's executor").
+    // signal is emitted where the coroutine runs: a slot is not thread-safe.
     record->owner_->arm_cancel(*record, [child] {
-        const auto& executor = child->owner_->executor();
-        if (detail::thread_of(executor).may_run_here())
+        detail::run_soon(child->owner_->executor(), [child] {
             child->cancel_signal_.emit(asio::cancellation_type::terminal);
-        else
-            asio::post(executor,
-                       [child] { child->cancel_signal_.emit(asio::cancellation_type::terminal); });
+        });
     });
 }
 

@@ -10,7 +10,11 @@
 #include <iostream>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,6 +22,7 @@
 
 #include "forked.hpp"
 #include "remote_failure.hpp"
+#include "stack.hpp"
 
 using namespace std::chrono_literals;
 using clock_type = std::chrono::steady_clock;
@@ -239,4 +244,109 @@ TEST_CASE("a forked child can be waited for by a line and terminated") {
 
 TEST_CASE("the forked failure fd is -1 outside a forked child") {
     CHECK(warden::detail::forked_failure_fd() == -1);
+}
+
+namespace {
+
+// The descriptors open in the calling process, leaving out the one that reads them; the failure
+// pipe marked.
+void print_open_fds() {
+    DIR* dir = ::opendir("/proc/self/fd");
+    if (dir == nullptr)
+        return;
+    const int own = ::dirfd(dir);
+    while (const dirent* entry = ::readdir(dir)) {
+        if (entry->d_name[0] == '.')
+            continue;
+        const int fd = std::atoi(entry->d_name);
+        if (fd != own)
+            std::printf("%d%s\n", fd, fd == warden::detail::forked_failure_fd() ? " failure" : "");
+    }
+    ::closedir(dir);
+}
+
+[[gnu::noinline]] std::string capture_in_forked_worker() {
+    return warden::detail::symbolise(*warden::detail::capture_stack(0));
+}
+
+// The capture runs on stack pages no capture has used before: libunwind validates each new
+// page it reads through its pipe, and remembers the pages it has validated.
+[[gnu::noinline]] std::string capture_below_fresh_stack() {
+    volatile char fresh[512 * 1024];
+    fresh[0] = 0;
+    auto text = capture_in_forked_worker();
+    return fresh[0] == 0 ? text : std::string();
+}
+
+} // namespace
+
+TEST_CASE("a forked child has no descriptor of the parent but 0-2 and its own pipes") {
+    // One inheritable, one close-on-exec (a fork keeps both), and a running sibling's pidfd and
+    // pipe, besides warden's own epoll, eventfd and timerfd.
+    // High numbers, which the child's own descriptors cannot have.
+    const int low = ::open("/dev/null", O_RDONLY);
+    REQUIRE(low >= 0);
+    const int inheritable = ::fcntl(low, F_DUPFD, 100);
+    const int cloexec = ::fcntl(low, F_DUPFD_CLOEXEC, 100);
+    ::close(low);
+    REQUIRE(inheritable >= 0);
+    REQUIRE(cloexec >= 0);
+    warden::supervisor sup;
+    auto& sibling = sup.spawn_process({.argv = {"sleep", "1000"}});
+    auto& p = sup.spawn_forked([] { print_open_fds(); });
+    p.as_task().get();
+    const auto fds = p.output_tail();
+    sibling.terminate();
+    sup.wait();
+    ::close(inheritable);
+    ::close(cloexec);
+    CAPTURE(fds);
+    // 0-2, the failure pipe, the crash pipe.
+    CHECK(fds.size() == 5);
+    CHECK(tail_has(fds, "0"));
+    CHECK(tail_has(fds, "1"));
+    CHECK(tail_has(fds, "2"));
+    CHECK(std::count_if(fds.begin(), fds.end(),
+                        [](const auto& l) { return contains(l, " failure"); }) == 1);
+    CHECK_FALSE(tail_has(fds, std::to_string(inheritable)));
+    CHECK_FALSE(tail_has(fds, std::to_string(cloexec)));
+}
+
+TEST_CASE("stack capture works in a forked child and touches none of its descriptors") {
+    warden::supervisor sup;
+    auto& p = sup.spawn_forked([] {
+        // A pipe's write end on every free number from 5 to 63, its read end far above: the
+        // numbers of the parent's descriptors, libunwind's pipe among them. A capture that still
+        // used libunwind's inherited pipe would write into one of these, or close it.
+        std::vector<std::pair<int, int>> watched; // number, read end
+        for (int n = 5; n < 64; ++n) {
+            if (::fcntl(n, F_GETFD) != -1)
+                continue;
+            int fds[2];
+            if (::pipe2(fds, O_NONBLOCK) != 0)
+                throw std::runtime_error("pipe2");
+            const int read_end = ::fcntl(fds[0], F_DUPFD, 200);
+            ::close(fds[0]);
+            if (fds[1] != n) {
+                ::dup2(fds[1], n);
+                ::close(fds[1]);
+            }
+            watched.emplace_back(n, read_end);
+        }
+        std::printf("%zu watched\n%s\n", watched.size(), capture_below_fresh_stack().c_str());
+        for (const auto& [n, read_end] : watched) {
+            char byte;
+            if (::fcntl(n, F_GETFD) == -1)
+                std::printf("a capture closed fd %d\n", n);
+            else if (::read(read_end, &byte, 1) != -1)
+                std::printf("a capture wrote into fd %d\n", n);
+        }
+    });
+    sup.wait();
+    const auto tail = p.output_tail();
+    CAPTURE(tail);
+    CHECK(std::any_of(tail.begin(), tail.end(),
+                      [](const auto& l) { return contains(l, "capture_in_forked_worker"); }));
+    CHECK_FALSE(std::any_of(tail.begin(), tail.end(),
+                            [](const auto& l) { return contains(l, "a capture"); }));
 }

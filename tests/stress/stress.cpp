@@ -13,6 +13,8 @@
 //   - every child that failed is in failures() exactly once, and nothing else is;
 //   - nothing is still running after join;
 //   - no thread, file descriptor or child process is left once the supervisor is gone.
+// Every fourth run is a nested run instead (nested_run below): supervisors inside children,
+// with extreme durations and a pool that cannot be created.
 // It prints the number of runs and of violations; it exits 1 on any violation.
 
 #include <warden/warden.hpp>
@@ -26,6 +28,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -339,9 +342,14 @@ run_result stress_run::execute() {
             result.violation = std::move(why);
         }
     };
+    // "No limit" must behave as a long grace does: every child here ends by itself or when
+    // cancelled.
+    const auto grace = std::uniform_int_distribution<int>(0, 1)(rng_) == 0
+                           ? 5000ms
+                           : std::chrono::milliseconds::max();
     {
         warden::supervisor sup{warden::supervisor_options{
-            .threads = 16, .capture = warden::capture::location, .cancel_grace = 5000ms}};
+            .threads = 16, .capture = warden::capture::location, .cancel_grace = grace}};
         for (const auto& c : plan_)
             if (c.parent == -1)
                 spawn_child(sup, c);
@@ -384,6 +392,17 @@ run_result stress_run::execute() {
             const std::string lines(static_cast<std::size_t>(readers), '\n');
             if (!lines.empty()) {
                 [[maybe_unused]] auto n = ::write(fifo_fds[m], lines.data(), lines.size());
+            }
+            // A zero timeout: join_timeout while children run, or the first failure (once).
+            if (std::uniform_int_distribution<int>(0, 4)(rng_) == 0) {
+                try {
+                    sup.wait_for(0ms);
+                } catch (const warden::join_timeout&) {
+                } catch (...) {
+                    if (thrown)
+                        fail("a zero wait threw a second failure");
+                    thrown = std::current_exception();
+                }
             }
             // Every child of this moment ends before the next moment is released, so
             // failures of different moments are ordered in time.
@@ -458,6 +477,176 @@ run_result stress_run::execute() {
     for (int m = 0; m < moments_; ++m) {
         ::close(fifo_fds[m]);
         ::unlink(fifo_for(m).c_str());
+    }
+    return result;
+}
+
+struct nested_failure : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+// Blocks until the token is stopped.
+void block_until_stopped(std::stop_token stop) {
+    std::mutex m;
+    std::condition_variable_any cv;
+    std::unique_lock lock(m);
+    cv.wait(lock, stop, [] { return false; });
+}
+
+// An outer supervisor whose middle children each run an inner supervisor of leaves (coroutine
+// middles on their own executor or on a supervisor of their own, thread middles blocked in the
+// inner wait()). Then one leaf throws (its exception must come up through its middle, the
+// report naming the leaf), or an outer sibling throws, or the outer is cancelled: every leaf
+// must end, nothing may straggle, whatever the grace (5 s or "no limit") and whichever wait
+// (no deadline, hours::max(), wait_until with poll = max()). Sometimes also a supervisor whose
+// pool cannot be created, whose spawn must fail and leave nothing.
+run_result nested_run(std::mt19937_64& rng) {
+    auto pick = [&](int n) { return std::uniform_int_distribution<int>(0, n - 1)(rng); };
+    run_result result;
+    auto fail = [&](std::string why) {
+        if (result.ok) {
+            result.ok = false;
+            result.violation = std::move(why);
+        }
+    };
+    const int middles = 1 + pick(3);
+    const int leaves_each = 1 + pick(4);
+    const int total = middles * leaves_each;
+    enum class ending { leaf_throws, sibling_throws, cancelled } how = static_cast<ending>(pick(3));
+    const int thrower = how == ending::leaf_throws ? pick(total) : -1;
+    const auto grace = pick(2) == 0 ? 5000ms : std::chrono::milliseconds::max();
+    std::atomic<int> started{0};
+    std::atomic<int> ended{0};
+    auto leaf_name = [](int m, int l) {
+        return "leaf" + std::to_string(m) + "." + std::to_string(l);
+    };
+    std::string expected = how == ending::leaf_throws
+                               ? leaf_name(thrower / leaves_each, thrower % leaves_each)
+                               : "sibling";
+    {
+        warden::supervisor outer{{.name = "outer",
+                                  .threads = 4,
+                                  .capture = warden::capture::location,
+                                  .cancel_grace = grace}};
+        for (int m = 0; m < middles; ++m) {
+            const int kind_of_middle = pick(3); // coroutine on its executor, coroutine, thread
+            const bool joins_inner = pick(3) != 0;
+            auto coroutine_leaf = [&, m](int l) -> asio::awaitable<void> {
+                ++started;
+                if (m * leaves_each + l == thrower) {
+                    asio::steady_timer tick(co_await asio::this_coro::executor);
+                    while (started.load() < total) {
+                        tick.expires_after(1ms);
+                        co_await tick.async_wait(asio::use_awaitable);
+                    }
+                    ++ended;
+                    throw nested_failure(leaf_name(m, l));
+                }
+                try {
+                    asio::steady_timer forever(co_await asio::this_coro::executor, 1h);
+                    co_await forever.async_wait(asio::use_awaitable);
+                } catch (...) {
+                    ++ended;
+                    throw;
+                }
+            };
+            auto thread_leaf = [&, m](int l, std::stop_token stop) {
+                ++started;
+                if (m * leaves_each + l == thrower) {
+                    while (started.load() < total)
+                        std::this_thread::yield();
+                    ++ended;
+                    throw nested_failure(leaf_name(m, l));
+                }
+                block_until_stopped(stop);
+                ++ended;
+            };
+            const warden::spawn_options options{.name = "middle" + std::to_string(m)};
+            if (kind_of_middle < 2) {
+                outer.spawn(
+                    [&, m, kind_of_middle, joins_inner, coroutine_leaf]() -> asio::awaitable<void> {
+                        auto executor = co_await asio::this_coro::executor;
+                        const warden::supervisor_options inner_options{
+                            .name = "inner" + std::to_string(m),
+                            .capture = warden::capture::location};
+                        std::optional<warden::supervisor> inner;
+                        if (kind_of_middle == 0)
+                            inner.emplace(executor, inner_options);
+                        else
+                            inner.emplace(inner_options);
+                        for (int l = 0; l < leaves_each; ++l)
+                            inner->spawn(coroutine_leaf(l), {.name = leaf_name(m, l)});
+                        if (joins_inner) {
+                            co_await inner->join();
+                        } else {
+                            asio::steady_timer forever(executor, 1h);
+                            co_await forever.async_wait(asio::use_awaitable);
+                        }
+                    },
+                    options);
+            } else {
+                outer.spawn(
+                    [&, m, thread_leaf] {
+                        warden::supervisor inner{{.name = "inner" + std::to_string(m),
+                                                  .threads = static_cast<std::size_t>(leaves_each),
+                                                  .capture = warden::capture::location}};
+                        for (int l = 0; l < leaves_each; ++l)
+                            inner.spawn(
+                                [l, thread_leaf](std::stop_token stop) { thread_leaf(l, stop); },
+                                {.name = leaf_name(m, l)});
+                        inner.wait();
+                    },
+                    options);
+            }
+        }
+        try {
+            outer.wait_until([&] { return started.load() == total; }, 30s, 1ms);
+        } catch (const std::exception& e) {
+            if (how != ending::leaf_throws)
+                fail(std::string("leaves did not all start: ") + e.what());
+        }
+        if (how == ending::sibling_throws)
+            outer.spawn([] { throw nested_failure("sibling"); }, {.name = "sibling"});
+        if (how == ending::cancelled)
+            outer.cancel();
+        try {
+            switch (how == ending::cancelled ? pick(2) : pick(3)) {
+            case 0:
+                outer.wait();
+                break;
+            case 1:
+                outer.wait_for(std::chrono::hours::max());
+                break;
+            default:
+                outer.wait_until([] { return false; }, std::chrono::years::max(),
+                                 std::chrono::steady_clock::duration::max());
+            }
+            if (how != ending::cancelled)
+                fail("no failure reached the outer wait");
+        } catch (const nested_failure& e) {
+            const auto* report = warden::report_for(std::current_exception());
+            if (how == ending::cancelled)
+                fail(std::string("a cancelled run failed: ") + e.what());
+            else if (e.what() != expected)
+                fail("the outer wait threw " + std::string(e.what()) + ", not " + expected);
+            else if (report == nullptr || report->innermost().child != expected)
+                fail("the report does not name " + expected);
+        } catch (const std::exception& e) {
+            fail(std::string("the outer wait threw ") + e.what());
+        }
+    }
+    if (ended.load() != started.load() || started.load() != total)
+        fail("leaves started " + std::to_string(started.load()) + " of " + std::to_string(total) +
+             ", ended " + std::to_string(ended.load()));
+    if (pick(4) == 0) {
+        warden::supervisor no_pool{{.threads = std::numeric_limits<std::size_t>::max()}};
+        try {
+            no_pool.spawn([] {});
+            fail("a spawn on a pool that cannot exist succeeded");
+        } catch (const warden::spawn_error&) {
+        }
+        if (!no_pool.children().empty())
+            fail("a failed spawn left a child");
     }
     return result;
 }
@@ -543,8 +732,16 @@ int main(int argc, char** argv) {
         // One generator per run, seeded from (seed, run): any run replays on its own.
         std::seed_seq seq{seed, static_cast<std::uint64_t>(r)};
         std::mt19937_64 rng(seq);
-        stress_run run(rng, kinds, dir);
-        auto result = run.execute();
+        const bool blocking_kinds = std::any_of(kinds.begin(), kinds.end(), [](kind k) {
+            return k == kind::coroutine || k == kind::thread;
+        });
+        run_result result;
+        if (blocking_kinds && r % 4 == 3) {
+            result = nested_run(rng);
+        } else {
+            stress_run run(rng, kinds, dir);
+            result = run.execute();
+        }
         if (const auto t = warden_test::thread_count_once_settled(threads_before);
             t != threads_before) {
             result.ok = false;
