@@ -517,6 +517,10 @@ run_result nested_run(std::mt19937_64& rng) {
     const auto grace = pick(2) == 0 ? 5000ms : std::chrono::milliseconds::max();
     std::atomic<int> started{0};
     std::atomic<int> ended{0};
+    std::string plan = "\n  plan: " + std::to_string(middles) + " middles of " +
+                       std::to_string(leaves_each) + " leaves, ending " +
+                       std::to_string(static_cast<int>(how)) + ", thrower " +
+                       std::to_string(thrower);
     auto leaf_name = [](int m, int l) {
         return "leaf" + std::to_string(m) + "." + std::to_string(l);
     };
@@ -530,7 +534,9 @@ run_result nested_run(std::mt19937_64& rng) {
                                   .cancel_grace = grace}};
         for (int m = 0; m < middles; ++m) {
             const int kind_of_middle = pick(3); // coroutine on its executor, coroutine, thread
-            const bool joins_inner = pick(3) != 0;
+            // The thrower's middle awaits its inner supervisor: a failure nobody waits for
+            // stays in the inner supervisor until it is destroyed.
+            const bool joins_inner = pick(3) != 0 || m == thrower / leaves_each;
             auto coroutine_leaf = [&, m](int l) -> asio::awaitable<void> {
                 ++started;
                 if (m * leaves_each + l == thrower) {
@@ -561,6 +567,8 @@ run_result nested_run(std::mt19937_64& rng) {
                 block_until_stopped(stop);
                 ++ended;
             };
+            plan += "\n    middle" + std::to_string(m) + ": kind " +
+                    std::to_string(kind_of_middle) + (joins_inner ? ", joins" : "");
             const warden::spawn_options options{.name = "middle" + std::to_string(m)};
             if (kind_of_middle < 2) {
                 outer.spawn(
@@ -599,18 +607,22 @@ run_result nested_run(std::mt19937_64& rng) {
                     options);
             }
         }
+        // The failure is thrown once, by whichever wait sees it: the thrower acts as soon as
+        // every leaf has started, so possibly inside this first wait.
+        std::exception_ptr thrown;
         try {
             outer.wait_until([&] { return started.load() == total; }, 30s, 1ms);
+        } catch (const nested_failure&) {
+            thrown = std::current_exception();
         } catch (const std::exception& e) {
-            if (how != ending::leaf_throws)
-                fail(std::string("leaves did not all start: ") + e.what());
+            fail(std::string("leaves did not all start: ") + e.what());
         }
         if (how == ending::sibling_throws)
             outer.spawn([] { throw nested_failure("sibling"); }, {.name = "sibling"});
         if (how == ending::cancelled)
             outer.cancel();
         try {
-            switch (how == ending::cancelled ? pick(2) : pick(3)) {
+            switch (how == ending::cancelled || thrown ? pick(2) : pick(3)) {
             case 0:
                 outer.wait();
                 break;
@@ -621,18 +633,30 @@ run_result nested_run(std::mt19937_64& rng) {
                 outer.wait_until([] { return false; }, std::chrono::years::max(),
                                  std::chrono::steady_clock::duration::max());
             }
-            if (how != ending::cancelled)
-                fail("no failure reached the outer wait");
-        } catch (const nested_failure& e) {
-            const auto* report = warden::report_for(std::current_exception());
-            if (how == ending::cancelled)
-                fail(std::string("a cancelled run failed: ") + e.what());
-            else if (e.what() != expected)
-                fail("the outer wait threw " + std::string(e.what()) + ", not " + expected);
-            else if (report == nullptr || report->innermost().child != expected)
-                fail("the report does not name " + expected);
+        } catch (const nested_failure&) {
+            if (thrown)
+                fail("a second wait threw the failure again" + plan);
+            thrown = std::current_exception();
         } catch (const std::exception& e) {
-            fail(std::string("the outer wait threw ") + e.what());
+            fail(std::string("the outer wait threw ") + e.what() + plan);
+        }
+        if (how == ending::cancelled && thrown) {
+            fail("a cancelled run failed" + plan);
+        } else if (how != ending::cancelled && !thrown) {
+            fail("no failure reached the outer waits" + plan);
+        } else if (thrown) {
+            try {
+                std::rethrow_exception(thrown);
+            } catch (const nested_failure& e) {
+                const auto* report = warden::report_for(std::current_exception());
+                if (e.what() != expected)
+                    fail("the outer wait threw " + std::string(e.what()) + ", not " + expected +
+                         plan);
+                else if (report == nullptr || report->innermost().child != expected)
+                    fail("the report does not name " + expected + plan);
+                else if (!report->stragglers.empty())
+                    fail("stragglers after a nested failure" + plan);
+            }
         }
     }
     if (ended.load() != started.load() || started.load() != total)
