@@ -208,9 +208,9 @@ void test_fixture::finish() noexcept {
     watchdog_.request_stop();
     watchdog_.join();
     if (framework_.body_threw(uncaught_at_start_)) {
-        // If it is the children's failure, say where that child was spawned; the framework
-        // itself reports the exception.
-        if (auto first = sup.first_failure(); first && sup.failure_observed())
+        // The framework reports the exception; if a child failed (the exception may be that
+        // failure, thrown by a wait), say where that child was spawned.
+        if (auto first = sup.first_failure())
             report_failure(*first);
         sup.cancel();
         return;

@@ -36,7 +36,6 @@
 #include <catch2/catch.hpp>
 #endif
 
-#include <exception>
 #include <string>
 
 #include <warden/detail/test_fixture.hpp>
@@ -75,11 +74,8 @@ inline void fail(const std::string& text) {
 inline void warn(const std::string& text) {
     message_at(__FILE__, __LINE__, ::Catch::ResultWas::Warning, text);
 }
-// Catch2 destroys a TEST_CASE_METHOD's fixture inside the test, during the unwinding.
-inline bool body_threw(int uncaught_at_start) {
-    return std::uncaught_exceptions() > uncaught_at_start;
-}
-inline constexpr warden::detail::test_framework framework{&fail_at, &fail, &warn, &body_threw};
+inline constexpr warden::detail::test_framework framework{&fail_at, &fail, &warn,
+                                                          &warden::detail::unwinding_since};
 
 struct test_name_listener : listener_base {
     using listener_base::listener_base;

@@ -10,7 +10,6 @@
 //   - the leak check and the report files of <warden/fixtures.hpp>.
 // What the three framework adapters share is include/warden/detail/test_fixture.hpp.
 
-#include <exception>
 #include <string>
 
 #include <doctest/doctest.h>
@@ -31,11 +30,8 @@ inline void fail(const std::string& text) {
 inline void warn(const std::string& text) {
     MESSAGE(text);
 }
-// doctest runs the fixture's destructor inside the test, during the unwinding.
-inline bool body_threw(int uncaught_at_start) {
-    return std::uncaught_exceptions() > uncaught_at_start;
-}
-inline constexpr warden::detail::test_framework framework{&fail_at, &fail, &warn, &body_threw};
+inline constexpr warden::detail::test_framework framework{&fail_at, &fail, &warn,
+                                                          &warden::detail::unwinding_since};
 } // namespace warden_doctest_macros
 
 namespace warden::doctest {

@@ -15,6 +15,7 @@
 //   ~sup            its I/O and pool threads joined, its processes reaped
 //   ~test_scope     leak check against the snapshot, then the report file
 
+#include <exception>
 #include <functional>
 #include <memory>
 #include <string>
@@ -43,6 +44,12 @@ struct test_framework {
     // `uncaught_at_start` is std::uncaught_exceptions() when the fixture was built.
     bool (*body_threw)(int uncaught_at_start);
 };
+
+// body_threw for frameworks that destroy the fixture inside the test, while an exception
+// that left the body is still in flight (doctest, Catch2).
+inline bool unwinding_since(int uncaught_at_start) {
+    return std::uncaught_exceptions() > uncaught_at_start;
+}
 
 class test_scope {
   public:
