@@ -7,6 +7,7 @@
 #include <fmt/chrono.h>
 #include <fmt/format.h>
 
+#include "json.hpp"
 #include "registry.hpp"
 
 namespace warden {
@@ -106,6 +107,42 @@ std::string failure_report::to_string() const {
         out += detail::describe_origin(r->origin, "    ");
     }
     return out;
+}
+
+namespace detail {
+
+std::string origin_json(const origin& o) {
+    const char* file = o.where.file_name() != nullptr ? o.where.file_name() : "";
+    const char* function = o.where.function_name() != nullptr ? o.where.function_name() : "";
+    return json_object()
+        .field("file", file)
+        .field("line", static_cast<long long>(o.where.line()))
+        .field("function", function)
+        .field("test", o.test)
+        .field("parent", o.parent)
+        .field("supervisor", o.supervisor)
+        .field("stacktrace", o.stacktrace)
+        .str();
+}
+
+} // namespace detail
+
+std::string failure_report::to_json() const {
+    const auto millis =
+        std::chrono::duration_cast<std::chrono::milliseconds>(when.time_since_epoch()).count() %
+        1000;
+    return detail::json_object()
+        .field("child", child)
+        .field("kind", warden::to_string(kind))
+        .field("what", what)
+        .field("type", type)
+        .field("when", fmt::format("{:%FT%T}.{:03}Z",
+                                   fmt::gmtime(std::chrono::system_clock::to_time_t(when)), millis))
+        .raw("origin", detail::origin_json(origin))
+        .field("suppressed", suppressed)
+        .field("stragglers", stragglers)
+        .raw("inner", inner ? inner->to_json() : std::string("null"))
+        .str();
 }
 
 const failure_report& failure_report::innermost() const noexcept {

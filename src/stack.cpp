@@ -21,6 +21,8 @@
 
 #include <boost/stacktrace/stacktrace.hpp>
 
+#include "leak_check.hpp"
+
 namespace warden::detail {
 
 namespace {
@@ -74,14 +76,23 @@ class symbolising_thread {
         sigset_t previous;
         sigfillset(&all);
         pthread_sigmask(SIG_SETMASK, &all, &previous);
+        // Kept before the constructor returns, so that no fixture's leak check can see the
+        // thread unmarked: it lives as long as the process and is no test's leak.
+        std::promise<void> kept;
+        auto marked = kept.get_future();
         try {
-            worker_ = std::thread([this] { serve(); });
+            worker_ = std::thread([this, kept = std::move(kept)]() mutable {
+                keep_thread(::gettid());
+                kept.set_value();
+                serve();
+            });
         } catch (...) {
             pthread_sigmask(SIG_SETMASK, &previous, nullptr);
             throw;
         }
         pthread_sigmask(SIG_SETMASK, &previous, nullptr);
         pthread_setname_np(worker_.native_handle(), "warden symbols");
+        marked.wait();
     }
 
     // Requests already queued are served before the thread ends.

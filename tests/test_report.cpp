@@ -10,6 +10,8 @@
 
 #include <warden/supervisor.hpp>
 
+#include "json_check.hpp"
+
 TEST_CASE("failure_report::to_string reads as a person wants it") {
     warden::supervisor sup{warden::supervisor_options{.name = "suite"}};
     const unsigned line = __LINE__ + 1;
@@ -93,4 +95,30 @@ TEST_CASE("to_string(child_kind) names every kind") {
     CHECK(warden::to_string(warden::child_kind::thread) == "thread");
     CHECK(warden::to_string(warden::child_kind::process) == "process");
     CHECK(warden::to_string(warden::child_kind::forked) == "forked");
+}
+
+TEST_CASE("failure_report::to_json is valid JSON with every field") {
+    warden::supervisor sup{warden::supervisor_options{.name = "suite"}};
+    const unsigned line = __LINE__ + 1;
+    sup.spawn([] { throw std::runtime_error("quote \" backslash \\ tab\t bell\a nul\x01"); },
+              {.name = "naïve \xff child"});
+    CHECK_THROWS(sup.wait());
+    auto report = *sup.first_failure();
+    report.suppressed = {"later \n one", "ünïcödé ✓"};
+    report.stragglers = {"sleeper (thread) running for 2 s"};
+    const auto json = report.to_json();
+    INFO(json);
+    CHECK(warden_test::is_valid_json(json));
+    CHECK(json.find(R"("what":"quote \" backslash \\ tab\t bell\u0007 nul\u0001")") !=
+          std::string::npos);
+    // Valid UTF-8 passes through; an invalid byte becomes U+FFFD.
+    CHECK(json.find("\"child\":\"naïve \xef\xbf\xbd child\"") != std::string::npos);
+    CHECK(json.find(R"("suppressed":["later \n one","ünïcödé ✓"])") != std::string::npos);
+    CHECK(json.find(R"("stragglers":["sleeper (thread) running for 2 s"])") != std::string::npos);
+    CHECK(json.find(R"("kind":"thread")") != std::string::npos);
+    CHECK(json.find(R"("type":"std::runtime_error")") != std::string::npos);
+    CHECK(json.find(R"("line":)" + std::to_string(line) + ",") != std::string::npos);
+    CHECK(json.find(R"("supervisor":"suite")") != std::string::npos);
+    CHECK(json.find(R"("when":"20)") != std::string::npos);
+    CHECK(json.find(R"("stacktrace":")") != std::string::npos);
 }

@@ -42,6 +42,9 @@ struct failure_report {
 
     // "<child> (<kind>) failed: <what>", then where it was spawned, in which test, the stack.
     std::string to_string() const;
+    // The same as one JSON object (every field above, the origin as a nested object), for
+    // machines: CI dashboards, the fixtures' report files (docs/test-frameworks.md).
+    std::string to_json() const;
 };
 
 enum class child_state { running, cancelling };

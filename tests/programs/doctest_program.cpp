@@ -1,78 +1,56 @@
-// Test cases that fail on purpose, run one by one from tests/test_doctest.cpp.
-// Lines marked SPAWN_* are found by that test to check the reported file:line.
+// The scenarios of scenarios.hpp as doctest tests (failing on purpose), run one by one from
+// tests/test_frameworks.cpp, plus doctest's own cases run from tests/test_doctest.cpp.
 
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <warden/doctest.hpp>
 
-#include <condition_variable>
-#include <latch>
-#include <mutex>
-#include <stdexcept>
+#include "scenarios.hpp"
 
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
+using warden::doctest::fixture;
 
-namespace asio = boost::asio;
-using namespace std::chrono_literals;
-
-TEST_CASE_FIXTURE(warden::doctest::fixture, "passes") {
-    auto t = sup.spawn([] { return 1; });
-    CHECK(t.get() == 1);
+TEST_CASE_FIXTURE(fixture, "passes") {
+    CHECK(scenario::passes(sup) == 1);
+}
+TEST_CASE_FIXTURE(fixture, "child fails after the body returned") {
+    scenario::child_fails_after_the_body_returned(sup);
+}
+TEST_CASE_FIXTURE(fixture, "body waits and a child fails") {
+    scenario::body_waits_and_a_child_fails(sup);
+}
+TEST_CASE_FIXTURE(fixture, "body blocked where warden cannot reach") {
+    scenario::body_blocked_where_warden_cannot_reach(sup);
+}
+TEST_CASE_FIXTURE(fixture, "a child outlives the join deadline") {
+    scenario::a_child_outlives_the_join_deadline(sup);
+}
+WARDEN_TEST_CASE("coroutine body is cancelled when a child fails") {
+    co_await scenario::coroutine_body_is_cancelled_when_a_child_fails(sup);
+}
+WARDEN_TEST_CASE("coroutine body passes") {
+    const int value = co_await scenario::coroutine_body_passes(sup);
+    CHECK(value == 5);
+}
+TEST_CASE_FIXTURE(fixture, "leaves a process running") {
+    scenario::leaves_a_process_running();
+}
+TEST_CASE_FIXTURE(fixture, "leaves a process unreaped") {
+    scenario::leaves_a_process_unreaped();
+}
+TEST_CASE_FIXTURE(fixture, "leaves a thread running") {
+    scenario::leaves_a_thread_running();
+}
+TEST_CASE_FIXTURE(fixture, "leaves a thread running under leak policy fail") {
+    thread_leaks = warden::leak_policy::fail;
+    scenario::leaves_a_thread_running();
+}
+TEST_CASE_FIXTURE(fixture, "starts only threads that are no leak") {
+    thread_leaks = warden::leak_policy::fail;
+    scenario::starts_only_threads_that_are_no_leak(sup);
 }
 
-TEST_CASE_FIXTURE(warden::doctest::fixture, "child fails after the body returned") {
-    sup.spawn([] { throw std::runtime_error("install.sh: No such file or directory"); }, // SPAWN_A
-              {.name = "installer"});
-}
-
-TEST_CASE_FIXTURE(warden::doctest::fixture, "body waits and a child fails") {
-    sup.spawn([] { throw std::runtime_error("service died"); }, {.name = "service"}); // SPAWN_B
-    sup.wait_until([] { return false; }, 60s);
-}
-
-TEST_CASE_FIXTURE(warden::doctest::fixture, "body blocked where warden cannot reach") {
-    warden::doctest::unobserved_grace = 200ms;
-    sup.spawn([] { throw std::runtime_error("unobserved failure"); }, {.name = "lost"}); // SPAWN_C
-    std::latch never(1);
-    never.wait(); // nothing counts it down: the watchdog must end the binary
-}
-
-TEST_CASE_FIXTURE(warden::doctest::fixture, "a child outlives the join deadline") {
-    warden::doctest::join_deadline = 50ms;
-    sup.spawn( // SPAWN_E
-        [](std::stop_token token) {
-            std::mutex m;
-            std::condition_variable_any cv;
-            std::unique_lock lock(m);
-            cv.wait(lock, token, [] { return false; });
-        },
-        {.name = "sleeper"});
-}
-
-TEST_CASE_FIXTURE(warden::doctest::fixture, "REQUIRE fails inside a child") {
+TEST_CASE_FIXTURE(fixture, "REQUIRE fails inside a child") {
     sup.spawn([] { REQUIRE(1 == 2); });
 }
-
-TEST_CASE_FIXTURE(warden::doctest::fixture, "CHECK fails inside a child") {
+TEST_CASE_FIXTURE(fixture, "CHECK fails inside a child") {
     sup.spawn([] { CHECK(3 == 4); }).get();
-}
-
-WARDEN_TEST_CASE("coroutine body is cancelled when a child fails") {
-    // Not the watchdog's test: give slow (sanitizer) builds all the time they need.
-    warden::doctest::unobserved_grace = 60s;
-    sup.spawn([]() -> asio::awaitable<void> {
-        asio::steady_timer t(co_await asio::this_coro::executor, 1ms);
-        co_await t.async_wait(asio::use_awaitable);
-        throw std::runtime_error("coroutine child failed"); // SPAWN_D is the spawn above
-    });
-    asio::steady_timer forever(co_await asio::this_coro::executor, 1h);
-    co_await forever.async_wait(asio::use_awaitable);
-    FAIL("the body's pending co_await was not cancelled");
-}
-
-WARDEN_TEST_CASE("coroutine body passes") {
-    auto value = co_await sup.spawn([]() -> asio::awaitable<int> { co_return 5; });
-    CHECK(value == 5);
-    co_await sup.join();
 }

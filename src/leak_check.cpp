@@ -1,0 +1,206 @@
+#include "leak_check.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <optional>
+#include <sstream>
+#include <system_error>
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <warden/fixtures.hpp>
+
+#include "json.hpp"
+
+namespace warden::detail {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string read_file(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream text;
+    text << in.rdbuf();
+    return text.str();
+}
+
+std::optional<pid_t> parse_id(std::string_view text) {
+    pid_t id = 0;
+    const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), id);
+    if (error != std::errc() || end != text.data() + text.size())
+        return std::nullopt;
+    return id;
+}
+
+// /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may hold spaces and parentheses, so
+// the fields after it are found from the last ')'.
+struct stat_line {
+    std::string comm;
+    char state = '?';
+    pid_t ppid = 0;
+};
+
+std::optional<stat_line> read_stat(const fs::path& path) {
+    const std::string text = read_file(path);
+    const auto open = text.find('(');
+    const auto close = text.rfind(')');
+    if (open == std::string::npos || close == std::string::npos || close < open)
+        return std::nullopt;
+    stat_line line;
+    line.comm = text.substr(open + 1, close - open - 1);
+    std::istringstream rest(text.substr(close + 1));
+    rest >> line.state >> line.ppid;
+    if (!rest)
+        return std::nullopt;
+    return line;
+}
+
+std::string state_name(char state) {
+    switch (state) {
+    case 'R':
+        return "R (running)";
+    case 'S':
+        return "S (sleeping)";
+    case 'D':
+        return "D (disk sleep)";
+    case 'T':
+        return "T (stopped)";
+    case 't':
+        return "t (tracing stop)";
+    case 'Z':
+        return "Z (exited, not reaped)";
+    case 'X':
+        return "X (dead)";
+    default:
+        return std::string(1, state);
+    }
+}
+
+std::string wchan(const fs::path& dir) {
+    std::string text = read_file(dir / "wchan");
+    return text == "0" ? std::string() : text;
+}
+
+std::mutex kept_mutex;
+std::vector<pid_t> kept;
+
+} // namespace
+
+std::vector<pid_t> child_processes() {
+    std::vector<pid_t> out;
+    const pid_t self = ::getpid();
+    std::error_code error;
+    // /proc/self/task/<tid>/children (CONFIG_PROC_CHILDREN) names the children each thread
+    // forked, at the cost of one read per thread; without it every process's stat is read.
+    static const bool children_listed =
+        fs::exists(fs::path("/proc/self/task") / std::to_string(::gettid()) / "children", error);
+    if (children_listed) {
+        for (const auto& task : fs::directory_iterator("/proc/self/task", error)) {
+            std::ifstream in(task.path() / "children");
+            pid_t pid;
+            while (in >> pid)
+                out.push_back(pid);
+        }
+        return out;
+    }
+    for (const auto& entry : fs::directory_iterator("/proc", error)) {
+        const auto pid = parse_id(entry.path().filename().native());
+        if (!pid)
+            continue;
+        if (const auto stat = read_stat(entry.path() / "stat"); stat && stat->ppid == self)
+            out.push_back(*pid);
+    }
+    return out;
+}
+
+std::vector<pid_t> threads() {
+    std::vector<pid_t> out;
+    std::error_code error;
+    for (const auto& entry : fs::directory_iterator("/proc/self/task", error))
+        if (const auto tid = parse_id(entry.path().filename().native()))
+            out.push_back(*tid);
+    return out;
+}
+
+bool thread_listed(pid_t tid) {
+    std::error_code error;
+    return fs::exists(fs::path("/proc/self/task") / std::to_string(tid), error);
+}
+
+bool is_kept_thread(pid_t tid) {
+    std::lock_guard lock(kept_mutex);
+    return std::find(kept.begin(), kept.end(), tid) != kept.end();
+}
+
+void keep_thread(pid_t tid) {
+    std::lock_guard lock(kept_mutex);
+    // A kept thread that ended left its tid here, and the kernel may give it to a new thread;
+    // drop those first so that a reused tid is not excluded for good.
+    std::erase_if(kept, [](pid_t old) { return !thread_listed(old); });
+    kept.push_back(tid);
+}
+
+leak describe_process(pid_t pid) {
+    const fs::path dir = fs::path("/proc") / std::to_string(pid);
+    leak out{leak::kind::process, pid, {}, {}, {}, {}};
+    std::string command = read_file(dir / "cmdline");
+    while (!command.empty() && command.back() == '\0')
+        command.pop_back();
+    std::replace(command.begin(), command.end(), '\0', ' ');
+    const auto stat = read_stat(dir / "stat");
+    // An exited child has no command line left: its name is all the kernel keeps.
+    out.name = !command.empty() ? command : stat ? "[" + stat->comm + "]" : std::string();
+    out.state = stat ? state_name(stat->state) : "gone";
+    out.waiting_in = wchan(dir);
+    return out;
+}
+
+leak describe_thread(pid_t tid) {
+    const fs::path dir = fs::path("/proc/self/task") / std::to_string(tid);
+    leak out{leak::kind::thread, tid, {}, {}, {}, {}};
+    std::string name = read_file(dir / "comm");
+    if (!name.empty() && name.back() == '\n')
+        name.pop_back();
+    out.name = std::move(name);
+    const auto stat = read_stat(dir / "stat");
+    out.state = stat ? state_name(stat->state) : "gone";
+    out.waiting_in = wchan(dir);
+    return out;
+}
+
+std::string leak::to_string() const {
+    std::string out = what == kind::process
+                          ? fmt::format("child process pid {}: {}, {}", id, name, state)
+                          : fmt::format("thread tid {} \"{}\": {}", id, name, state);
+    if (!waiting_in.empty())
+        out += fmt::format(", waiting in {}", waiting_in);
+    if (!stack.empty())
+        out += "\n  stack:\n" + stack;
+    return out;
+}
+
+std::string leak::to_json() const {
+    return json_object()
+        .field("leak", what == kind::process ? "process" : "thread")
+        .field(what == kind::process ? "pid" : "tid", static_cast<long long>(id))
+        .field(what == kind::process ? "command" : "name", name)
+        .field("state", state)
+        .field("waiting_in", waiting_in)
+        .field("stack", stack)
+        .str();
+}
+
+} // namespace warden::detail
+
+namespace warden::fixtures {
+
+void keep_this_thread() {
+    detail::keep_thread(::gettid());
+}
+
+} // namespace warden::fixtures

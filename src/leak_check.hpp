@@ -1,0 +1,42 @@
+#pragma once
+
+// What a test left behind, read from /proc: the child processes of this process (running or
+// exited and unreaped) and its threads. The fixtures' leak check (src/test_fixture.cpp)
+// compares two snapshots; docs/test-frameworks.md says what is excluded and why.
+
+#include <string>
+#include <vector>
+
+#include <sys/types.h>
+
+namespace warden::detail {
+
+// Children of this process, zombies included, in no particular order.
+std::vector<pid_t> child_processes();
+// Threads of this process (tids), in no particular order.
+std::vector<pid_t> threads();
+// True while /proc/self/task/<tid> is listed (a joined thread may stay listed briefly).
+bool thread_listed(pid_t tid);
+
+// Threads marked by fixtures::keep_this_thread() or by warden itself (its symbolising thread).
+bool is_kept_thread(pid_t tid);
+void keep_thread(pid_t tid);
+
+// One thing a test left behind.
+struct leak {
+    enum class kind { process, thread } what;
+    pid_t id;
+    std::string name;       // a process's command line, a thread's name
+    std::string state;      // as the kernel reports it, e.g. "S (sleeping)"
+    std::string waiting_in; // the kernel function it sleeps in (wchan), if any
+    std::string stack;      // a thread's live stack, when it can be captured
+
+    std::string to_string() const;
+    std::string to_json() const;
+};
+
+leak describe_process(pid_t pid);
+// The one place where a leaked thread's live stack is to be captured.
+leak describe_thread(pid_t tid);
+
+} // namespace warden::detail
