@@ -9,7 +9,7 @@ WARDEN_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WARDEN_BUILD_DIR="${WARDEN_BUILD_DIR:-$WARDEN_ROOT/build}"
 WARDEN_JOBS="${WARDEN_JOBS:-$(nproc 2>/dev/null || echo 2)}"
 
-# The list verified in shared/STACK.md: compiler, build tools, and warden's dependencies.
+# The packages verified on Debian 12: compiler, build tools, and warden's dependencies.
 # libunwind8: the runtime library only; warden dlopens it for fast spawn-stack captures.
 WARDEN_PACKAGES=(cmake ninja-build g++ libboost1.81-dev libboost-stacktrace1.81-dev
     libspdlog-dev doctest-dev libbenchmark-dev libunwind8 libgtest-dev libgmock-dev catch2)

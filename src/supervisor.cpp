@@ -15,12 +15,17 @@
 //    the first. Under fail_fast the same critical section closes the supervisor
 //    (phase failed) and takes the list of siblings to cancel. Later failures are appended;
 //    they become the `suppressed` lines of the first report. An exception a child ends
-//    with after its cancellation was requested, and that means "operation aborted", is the
-//    child obeying the cancellation, not a failure.
+//    with after its cancellation was requested, and that means "operation aborted" (or a
+//    spawn refused because of that cancellation), is the child obeying the cancellation,
+//    not a failure. Stop is requested before any waiter wakes.
 //
 // 4. No child outlives its supervisor. ~supervisor cancels every child and waits until
-//    `live_` is empty, logging the stragglers every cancel_grace; only then are the I/O
-//    thread and the pool joined. Nothing is ever detached.
+//    `live_` is empty (wait_for_children_to_end), logging the stragglers; only then are the
+//    I/O thread and the pool joined. Nothing is ever detached.
+//
+// 5. A supervisor created while a child runs belongs to that child's cancellation:
+//    nest_in_running_child() registers it, cancel_child() cancels it, so an outer failure
+//    reaches every leaf of every inner supervisor.
 
 #include <warden/process.hpp>
 #include <warden/supervisor.hpp>
@@ -910,22 +915,31 @@ process& supervisor_core::keep(std::unique_ptr<process> p, std::shared_ptr<proce
 // of an inner supervisor on the child's executor").
 void supervisor_core::wait_for_children_to_end(std::unique_lock<std::mutex>& lock) {
     const auto here = thread_of(executor_);
-    if (here.io != nullptr && !live_.empty()) {
-        if (on_own_io_thread() || here.inside_strand) {
-            log().critical("{}: destroyed {} with {} children running; they cannot end while "
-                           "it waits for them (co_await join() before the supervisor goes)",
-                           options_.name,
-                           on_own_io_thread() ? "from its own I/O thread"
-                                              : "inside a handler of its own strand",
-                           live_.size());
-            std::terminate();
-        }
+    if (on_own_io_thread() && !live_.empty()) {
+        log().critical("{}: destroyed from its own I/O thread with {} children running; they "
+                       "cannot end while it waits for them",
+                       options_.name, live_.size());
+        std::terminate();
     }
+    // Inside a handler of its own strand, nothing that runs on the strand can end before this
+    // handler returns: coroutine children, and processes' exit handlers. They are cancelled
+    // and end right after it (their records keep this core alive); only thread children are
+    // waited for here (test: "nested: an inner supervisor on a strand, destroyed in its
+    // cancelled child, does not end the program").
+    const bool strand_bound = here.inside_strand;
+    auto waiting_for = [&] {
+        if (!strand_bound)
+            return live_.size();
+        std::size_t threads = 0;
+        for (const auto& child : live_)
+            threads += child->kind_ == child_kind::thread;
+        return threads;
+    };
     // The first warning after cancel_grace, then at most one a second.
     const auto grace = cancel_grace();
     const auto warn_every = std::max<clock_type::duration>(grace, std::chrono::seconds(1));
     auto warn_at = deadline_after(grace);
-    while (!live_.empty()) {
+    while (waiting_for() > 0) {
         const auto now = clock_type::now();
         if (now >= warn_at) {
             std::string names;
@@ -940,14 +954,21 @@ void supervisor_core::wait_for_children_to_end(std::unique_lock<std::mutex>& loc
                        options_.name, live_.size(), live_.size() == 1 ? "" : "ren", names);
             warn_at = deadline_after(warn_every, now);
         }
-        if (here.io != nullptr && !here.io->stopped()) {
+        if (here.io != nullptr && !strand_bound && !here.io->stopped()) {
             lock.unlock();
             here.io->run_one_until(warn_at);
             lock.lock();
             continue;
         }
-        settled_.wait_until(lock, warn_at, [&] { return live_.empty(); });
+        // A thread child ending with coroutines left in the table does not settle it.
+        (strand_bound ? changed_ : settled_).wait_until(lock, warn_at, [&] {
+            return waiting_for() == 0;
+        });
     }
+    if (!live_.empty())
+        log().warn("{}: destroyed inside a handler of its own strand: {} cancelled child{} end "
+                   "when that handler returns (co_await join() first to wait for them)",
+                   options_.name, live_.size(), live_.size() == 1 ? "" : "ren");
 }
 
 void supervisor_core::shutdown() noexcept {

@@ -16,6 +16,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 
@@ -808,4 +809,38 @@ TEST_CASE("nested: a supervisor made in a cancelled child starts closed") {
     cancelled.count_down();
     CHECK_NOTHROW(outer.wait());
     CHECK(refused);
+}
+
+TEST_CASE("nested: an inner supervisor on a strand, destroyed in its cancelled child, does not "
+          "end the program") {
+    asio::io_context io;
+    auto strand = asio::make_strand(io);
+    warden::supervisor outer{strand};
+    bool leaf_cancelled = false;
+    bool leaf_started = false;
+    outer.spawn([&]() -> asio::awaitable<void> {
+        auto executor = co_await asio::this_coro::executor;
+        warden::supervisor inner{executor};
+        inner.spawn([&]() -> asio::awaitable<void> {
+            leaf_started = true;
+            try {
+                co_await sleep_for(1h);
+            } catch (...) {
+                leaf_cancelled = true;
+                throw;
+            }
+        });
+        co_await sleep_for(1h); // not the inner join: the inner supervisor is destroyed here
+    });
+    asio::co_spawn(
+        strand,
+        [&]() -> asio::awaitable<void> {
+            while (!leaf_started)
+                co_await sleep_for(1ms);
+            outer.cancel();
+        },
+        asio::detached);
+    io.run();
+    CHECK(leaf_cancelled);
+    CHECK(outer.children().empty());
 }
