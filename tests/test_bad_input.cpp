@@ -54,6 +54,38 @@ class watching_sink final : public spdlog::sinks::base_sink<std::mutex> {
     std::function<void()> on_match_;
 };
 
+// The "warden" logger, made by a first supervisor if no test has made it yet.
+std::shared_ptr<spdlog::logger> warden_logger() {
+    if (auto logger = spdlog::get("warden"))
+        return logger;
+    warden::supervisor{}.spawn([] {}).get();
+    return spdlog::get("warden");
+}
+
+// A thread that calls `then` once the calling thread sleeps in a blocking call: how a test
+// knows a wait has begun, with no sleep.
+std::jthread once_asleep(std::function<void()> then) {
+    return std::jthread([waiter = warden_test::this_thread_id(), then = std::move(then)] {
+        warden_test::thread_is_asleep(waiter);
+        then();
+    });
+}
+
+// A thread child that ignores cancellation until `release`; returns once it runs.
+void spawn_stubborn(warden::supervisor& sup, std::latch& release, std::string name,
+                    std::atomic<bool>* finished = nullptr) {
+    std::latch started(1);
+    sup.spawn(
+        [&release, &started, finished] {
+            started.count_down();
+            release.wait(); // ignores its stop token
+            if (finished != nullptr)
+                *finished = true;
+        },
+        {.name = std::move(name)});
+    started.wait();
+}
+
 struct throwing_cleanup {
     ~throwing_cleanup() noexcept(false) { throw std::runtime_error("cleanup failed"); }
 };
@@ -177,11 +209,7 @@ TEST_CASE("bad input: 10k children failing at the same instant give one first fa
 
 TEST_CASE("bad input: a child that never honours cancellation is waited for and logged") {
     std::latch release(1);
-    auto logger = spdlog::get("warden");
-    if (!logger) {
-        warden::supervisor{}.spawn([] {}).get();
-        logger = spdlog::get("warden");
-    }
+    auto logger = warden_logger();
     REQUIRE(logger != nullptr);
     // The destructor's warning is what lets the straggler go: it must come while the
     // destructor is still waiting.
@@ -191,15 +219,7 @@ TEST_CASE("bad input: a child that never honours cancellation is waited for and 
     std::atomic<bool> finished{false};
     {
         warden::supervisor sup{warden::supervisor_options{.cancel_grace = 20ms}};
-        std::latch started(1);
-        sup.spawn(
-            [&] {
-                started.count_down();
-                release.wait(); // ignores its stop token
-                finished = true;
-            },
-            {.name = "stubborn"});
-        started.wait();
+        spawn_stubborn(sup, release, "stubborn", &finished);
     }
     logger->sinks().pop_back();
     CHECK(finished);
@@ -209,13 +229,9 @@ TEST_CASE("bad input: wait_for(duration::max()) waits without a limit") {
     warden::supervisor sup;
     std::latch release(1);
     sup.spawn([&] { release.wait(); });
-    const auto waiter = warden_test::this_thread_id();
     // Lets the child end only once this thread sleeps inside wait_for: a wait that gave up at
     // once would have thrown join_timeout with the child still running.
-    std::jthread releaser([&] {
-        warden_test::thread_is_asleep(waiter);
-        release.count_down();
-    });
+    auto releaser = once_asleep([&] { release.count_down(); });
     CHECK_NOTHROW(sup.wait_for(std::chrono::steady_clock::duration::max()));
     CHECK_NOTHROW(sup.wait_for(std::chrono::hours::max()));
 }
@@ -224,9 +240,7 @@ TEST_CASE("bad input: wait_until with a timeout of duration::max() waits without
     warden::supervisor sup;
     std::atomic<bool> ready{false};
     int checks = 0;
-    const auto waiter = warden_test::this_thread_id();
-    std::jthread notifier([&] {
-        warden_test::thread_is_asleep(waiter);
+    auto notifier = once_asleep([&] {
         ready = true;
         sup.notify();
     });
@@ -243,9 +257,7 @@ TEST_CASE("bad input: wait_until with poll = duration::max() sleeps until notifi
     warden::supervisor sup;
     std::atomic<bool> ready{false};
     std::atomic<int> checks{0};
-    const auto waiter = warden_test::this_thread_id();
-    std::jthread notifier([&] {
-        warden_test::thread_is_asleep(waiter);
+    auto notifier = once_asleep([&] {
         ready = true;
         sup.notify();
     });
@@ -267,23 +279,11 @@ TEST_CASE("bad input: wait_until with a poll that is not positive is refused") {
 
 TEST_CASE("bad input: cancel_grace = milliseconds::max() means no limit") {
     warden::supervisor sup{{.cancel_grace = std::chrono::milliseconds::max()}};
-    std::latch sibling_started(1);
     std::latch release(1);
     std::atomic<bool> sibling_done{false};
-    sup.spawn(
-        [&] {
-            sibling_started.count_down();
-            release.wait(); // ignores cancellation until released
-            sibling_done = true;
-        },
-        {.name = "slow"});
-    sibling_started.wait();
+    spawn_stubborn(sup, release, "slow", &sibling_done);
     sup.spawn([] { throw std::runtime_error("first"); });
-    const auto waiter = warden_test::this_thread_id();
-    std::jthread releaser([&] {
-        warden_test::thread_is_asleep(waiter);
-        release.count_down();
-    });
+    auto releaser = once_asleep([&] { release.count_down(); });
     try {
         sup.wait();
         FAIL("wait() returned");
@@ -296,11 +296,7 @@ TEST_CASE("bad input: cancel_grace = milliseconds::max() means no limit") {
 }
 
 TEST_CASE("bad input: cancel_grace = 0 makes the destructor warn once, not in a loop") {
-    auto logger = spdlog::get("warden");
-    if (!logger) {
-        warden::supervisor{}.spawn([] {}).get();
-        logger = spdlog::get("warden");
-    }
+    auto logger = warden_logger();
     REQUIRE(logger != nullptr);
     std::latch release(1);
     std::atomic<int> warnings{0};
@@ -311,14 +307,7 @@ TEST_CASE("bad input: cancel_grace = 0 makes the destructor warn once, not in a 
     logger->sinks().push_back(sink);
     {
         warden::supervisor sup{{.cancel_grace = 0ms}};
-        std::latch started(1);
-        sup.spawn(
-            [&] {
-                started.count_down();
-                release.wait();
-            },
-            {.name = "stubborn"});
-        started.wait();
+        spawn_stubborn(sup, release, "stubborn");
     }
     logger->sinks().pop_back();
     // The first warning releases the child; a destructor that loops on a zero wait logs
@@ -380,11 +369,7 @@ TEST_CASE("bad input: a child that spawns while its supervisor is cancelled ends
 }
 
 TEST_CASE("bad input: a destroyed supervisor does not log refused spawns as failures") {
-    auto logger = spdlog::get("warden");
-    if (!logger) {
-        warden::supervisor{}.spawn([] {}).get();
-        logger = spdlog::get("warden");
-    }
+    auto logger = warden_logger();
     REQUIRE(logger != nullptr);
     std::atomic<int> unjoined{0};
     auto sink = std::make_shared<watching_sink>("failure nobody joined", [&] { ++unjoined; });
