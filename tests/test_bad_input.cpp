@@ -468,3 +468,25 @@ TEST_CASE("bad input: the stop token is requested before a wait throws the first
     CHECK(sup.stop_token().stop_requested());
     CHECK(callback_ran);
 }
+
+TEST_CASE("bad input: every duration saturates to the clock's range") {
+    using clock_duration = std::chrono::steady_clock::duration;
+    using warden::detail::saturate;
+    CHECK(saturate(std::chrono::hours::max()) == clock_duration::max());
+    CHECK(saturate(std::chrono::years::max()) == clock_duration::max());
+    CHECK(saturate(std::chrono::milliseconds::max()) == clock_duration::max());
+    CHECK(saturate(std::chrono::hours::min()) == clock_duration::min());
+    CHECK(saturate(std::chrono::duration<double>(std::numeric_limits<double>::infinity())) ==
+          clock_duration::max());
+    CHECK(saturate(std::chrono::duration<double>(std::numeric_limits<double>::quiet_NaN())) ==
+          clock_duration::max());
+    CHECK(saturate(std::chrono::seconds(5)) == std::chrono::seconds(5));
+    CHECK(saturate(std::chrono::duration<double>(0.25)) == std::chrono::milliseconds(250));
+    CHECK(saturate(-std::chrono::seconds(1)) == -std::chrono::seconds(1));
+    const auto now = std::chrono::steady_clock::now();
+    CHECK(warden::detail::deadline_after(clock_duration::max(), now) ==
+          std::chrono::steady_clock::time_point::max());
+    CHECK(warden::detail::deadline_after(-std::chrono::hours(1), now) == now);
+    CHECK(warden::detail::deadline_after(std::chrono::seconds(1), now) ==
+          now + std::chrono::seconds(1));
+}

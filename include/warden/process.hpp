@@ -6,10 +6,12 @@
 #include <regex>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/awaitable.hpp>
 
+#include <warden/detail/duration.hpp>
 #include <warden/task.hpp>
 
 namespace warden {
@@ -53,6 +55,16 @@ class process {
                                        std::chrono::steady_clock::duration timeout);
     std::string wait_for_line_blocking(std::regex pattern,
                                        std::chrono::steady_clock::duration timeout);
+
+    // Any other duration saturates to the clock's range: `hours::max()` waits without a limit.
+    template <class Pattern, detail::other_duration Duration>
+    boost::asio::awaitable<std::string> wait_for_line(Pattern&& pattern, Duration timeout) {
+        return wait_for_line(std::forward<Pattern>(pattern), detail::saturate(timeout));
+    }
+    template <class Pattern, detail::other_duration Duration>
+    std::string wait_for_line_blocking(Pattern&& pattern, Duration timeout) {
+        return wait_for_line_blocking(std::forward<Pattern>(pattern), detail::saturate(timeout));
+    }
 
     // The last output_tail lines of stdout and stderr, oldest first. Lines longer than 64 KiB
     // are cut, ending in a "[warden: N bytes cut]" marker.

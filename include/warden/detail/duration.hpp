@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <type_traits>
 
 namespace warden::detail {
 
@@ -21,6 +22,16 @@ constexpr clock_type::duration saturate(std::chrono::duration<Rep, Period> d) no
         return target::min();
     return target(static_cast<target::rep>(in_target_units));
 }
+
+template <class T>
+inline constexpr bool is_duration = false;
+template <class Rep, class Period>
+inline constexpr bool is_duration<std::chrono::duration<Rep, Period>> = true;
+
+// A std::chrono::duration other than the clock's own: an overload taking one saturates it
+// and forwards to the one taking the clock's.
+template <class D>
+concept other_duration = is_duration<D> && !std::is_same_v<D, clock_type::duration>;
 
 // now + d, clamped to the clock's range: time_point::max() means "never".
 inline clock_type::time_point deadline_after(clock_type::duration d,
