@@ -116,6 +116,8 @@ class blocking_pool {
 // The child currently running on this thread (blocking job, or coroutine resumed through
 // child_executor); nullptr elsewhere.
 child_record* current_child() noexcept;
+// The calling thread's kernel id (gettid), cached.
+int this_thread_id() noexcept;
 
 class current_child_scope {
   public:

@@ -4,8 +4,10 @@
 #include <warden/dump.hpp>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
+#include <cstring>
 #include <future>
 #include <mutex>
 #include <string_view>
@@ -14,9 +16,12 @@
 #include <unordered_map>
 
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -25,6 +30,7 @@
 #include "leak_check.hpp"
 #include "process_state.hpp"
 #include "registry.hpp"
+#include "stack.hpp"
 
 namespace warden::detail {
 
@@ -128,6 +134,121 @@ std::string process_now(const process_state& state,
     return out;
 }
 
+// A thread child's stack, asked of the pool thread running it by a real-time signal. The
+// handler fills the request and wakes the asker; a request whose thread did not answer in
+// time is never freed (the handler may still run later, with a signal that was only
+// blocked), so the handler never writes into freed memory.
+struct stack_request {
+    std::atomic<std::uint32_t> answered{0}; // a futex word
+    int count = 0;
+    void* pc = nullptr; // where the thread was interrupted
+    std::array<void*, 64> frames{};
+};
+
+constexpr auto stack_answer_deadline = std::chrono::milliseconds(200);
+
+int stack_signal() noexcept {
+    // One the C library and Asio leave alone; glibc keeps SIGRTMIN-1 and below for itself.
+    return SIGRTMIN + 5;
+}
+
+void on_stack_signal(int, siginfo_t* info, void* context) {
+    const int saved = errno;
+    if (info->si_code == SI_QUEUE && info->si_pid == ::getpid() &&
+        info->si_value.sival_ptr != nullptr) {
+        auto* r = static_cast<stack_request*>(info->si_value.sival_ptr);
+        [[maybe_unused]] const auto* uc = static_cast<const ucontext_t*>(context);
+#if defined(__x86_64__)
+        r->pc = reinterpret_cast<void*>(uc->uc_mcontext.gregs[REG_RIP]);
+#elif defined(__aarch64__)
+        r->pc = reinterpret_cast<void*>(uc->uc_mcontext.pc);
+#endif
+        r->count = capture_frames_in_handler(r->frames.data(), static_cast<int>(r->frames.size()));
+        // Release: the frames are visible to the asker that sees the flag.
+        r->answered.store(1, std::memory_order_release);
+        ::syscall(SYS_futex, &r->answered, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+    }
+    errno = saved;
+}
+
+void install_stack_handler() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        prepare_signal_capture();
+        struct sigaction action {};
+        action.sa_sigaction = on_stack_signal;
+        action.sa_flags = SA_SIGINFO | SA_RESTART;
+        sigemptyset(&action.sa_mask);
+        ::sigaction(stack_signal(), &action, nullptr);
+    });
+}
+
+std::mutex abandoned_mutex;
+std::vector<std::unique_ptr<stack_request>>& abandoned() {
+    static auto* kept = new std::vector<std::unique_ptr<stack_request>>;
+    return *kept;
+}
+
+bool ask_for_stack(int tid, stack_request& r) {
+    siginfo_t info{};
+    info.si_signo = stack_signal();
+    info.si_code = SI_QUEUE;
+    info.si_pid = ::getpid();
+    info.si_uid = ::getuid();
+    info.si_value.sival_ptr = &r;
+    return ::syscall(SYS_rt_tgsigqueueinfo, ::getpid(), tid, stack_signal(), &info) == 0;
+}
+
+bool wait_for_answer(stack_request& r, clock_type::time_point deadline) {
+    while (r.answered.load(std::memory_order_acquire) == 0) {
+        const auto left = deadline - clock_type::now();
+        if (left <= clock_type::duration::zero())
+            return false;
+        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+        timespec timeout{static_cast<time_t>(ns / 1'000'000'000),
+                         static_cast<long>(ns % 1'000'000'000)};
+        ::syscall(SYS_futex, &r.answered, FUTEX_WAIT_PRIVATE, 0, &timeout, nullptr, 0);
+    }
+    return true;
+}
+
+// The frames from where the thread was interrupted out to the user's body: the handler's
+// own frames and the pool's machinery are not where it is stuck.
+std::string stack_text(const stack_request& r) {
+    std::size_t first = 0;
+    const std::size_t count = static_cast<std::size_t>(std::max(r.count, 0));
+    const auto* at = std::find(r.frames.begin(), r.frames.begin() + count, r.pc);
+    if (at != r.frames.begin() + count)
+        first = static_cast<std::size_t>(at - r.frames.begin());
+    else
+        first = std::min<std::size_t>(2, count); // the handler and the signal trampoline
+    std::vector<const void*> frames(r.frames.begin() + first, r.frames.begin() + count);
+    const std::string text = symbolise_frames(frames);
+    std::string out;
+    std::size_t start = 0;
+    while (start < text.size()) {
+        auto end = text.find('\n', start);
+        if (end == std::string::npos)
+            end = text.size();
+        const std::string_view line(text.data() + start, end - start);
+        if (line.find("warden::supervisor::start_blocking") != std::string_view::npos)
+            break;
+        if (!out.empty())
+            out += '\n';
+        out += line;
+        start = end + 1;
+    }
+    return out;
+}
+
+std::string thread_header(int tid) {
+    const auto t = describe_thread(tid);
+    std::string out = fmt::format("on thread {} \"{}\": {}", tid, t.name, t.state);
+    if (!t.waiting_in.empty())
+        out += fmt::format(", waiting in {}", t.waiting_in);
+    return out;
+}
+
 } // namespace
 
 void enlist(const std::shared_ptr<supervisor_core>& core) {
@@ -169,6 +290,43 @@ std::vector<std::string>
 supervisor_core::where_now(const std::vector<std::shared_ptr<child_record>>& children,
                            const std::vector<std::shared_ptr<process_state>>& states) const {
     std::vector<std::string> out(children.size());
+    // Every thread is asked first, then the answers are awaited against one deadline.
+    std::vector<std::pair<std::size_t, int>> asked; // (child, tid)
+    std::vector<std::unique_ptr<stack_request>> requests;
+    for (std::size_t i = 0; i < children.size(); ++i) {
+        if (children[i]->kind_ != child_kind::thread)
+            continue;
+        const int tid = children[i]->running_on_.load(std::memory_order_relaxed);
+        if (tid == 0) {
+            out[i] = "queued: waiting for a thread of the pool";
+            continue;
+        }
+        install_stack_handler();
+        // Read before the signal: answering it, the thread is running.
+        out[i] = thread_header(tid);
+        auto r = std::make_unique<stack_request>();
+        if (!ask_for_stack(tid, *r)) {
+            out[i] = fmt::format("on thread {}: cannot be asked for its stack ({})", tid,
+                                 std::strerror(errno));
+            continue;
+        }
+        asked.emplace_back(i, tid);
+        requests.push_back(std::move(r));
+    }
+    const auto deadline = clock_type::now() + stack_answer_deadline;
+    for (std::size_t k = 0; k < asked.size(); ++k) {
+        const auto [i, tid] = asked[k];
+        if (!wait_for_answer(*requests[k], deadline)) {
+            out[i] += fmt::format("\nthe thread did not answer within {} ms (signal blocked?)",
+                                  stack_answer_deadline.count());
+            std::lock_guard lock(abandoned_mutex);
+            abandoned().push_back(std::move(requests[k]));
+            continue;
+        }
+        if (children[i]->running_on_.load(std::memory_order_relaxed) != tid)
+            out[i] += "\n(the child left this thread meanwhile: the stack may be another's)";
+        out[i] += "\nstack:\n" + stack_text(*requests[k]);
+    }
     std::vector<std::pair<pid_t, pid_t>> table;
     bool table_read = false;
     for (std::size_t i = 0; i < children.size(); ++i) {

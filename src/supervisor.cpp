@@ -33,6 +33,8 @@
 #include <stdexcept>
 #include <string_view>
 
+#include <unistd.h>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
@@ -136,6 +138,12 @@ struct blocked_wait {
 
 child_record* current_child() noexcept {
     return running_child_;
+}
+
+int this_thread_id() noexcept {
+    // One system call per thread, not per child.
+    thread_local const int id = static_cast<int>(::gettid());
+    return id;
 }
 
 namespace {
@@ -1107,11 +1115,14 @@ void supervisor::start_blocking(std::shared_ptr<detail::child_record> child,
                 asio::error::operation_aborted, "warden: cancelled before it started"));
         } else {
             detail::current_child_scope scope(child.get());
+            // Relaxed: the dump only uses it to pick a thread to ask, and checks again after.
+            child->running_on_.store(detail::this_thread_id(), std::memory_order_relaxed);
             try {
                 body(child->stop_.get_token());
             } catch (...) {
                 error = std::current_exception();
             }
+            child->running_on_.store(0, std::memory_order_relaxed);
         }
         child->owner_->child_finished(*child, std::move(error));
     });

@@ -3,9 +3,12 @@
 #include <warden/process.hpp>
 #include <warden/supervisor.hpp>
 
+#include <atomic>
 #include <chrono>
+#include <mutex>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 #include <doctest/doctest.h>
 
@@ -17,6 +20,12 @@ namespace {
 
 bool contains(const std::string& text, const std::string& part) {
     return text.find(part) != std::string::npos;
+}
+
+// Named, and not inlined, so that the stack shows where the child waits.
+[[gnu::noinline]] void take_the_lock_held_by_the_test(std::mutex& mutex) {
+    std::lock_guard lock(mutex);
+    asm volatile("" ::: "memory");
 }
 
 } // namespace
@@ -117,4 +126,39 @@ TEST_CASE("the dump signal writes every supervisor's dump to stderr and the proc
     CHECK(contains(result.output, "dump_signal.cpp:"));
     CHECK(contains(result.output, "warden: end of dump"));
     CHECK(contains(result.output, "still running"));
+}
+
+TEST_CASE("children(with_stacks) shows the live stack of a thread child blocked on a mutex") {
+    warden::supervisor sup{{.name = "deadlock"}};
+    std::mutex held;
+    std::unique_lock test_holds(held);
+    std::atomic<pid_t> tid{0};
+    sup.spawn(
+        [&] {
+            tid = warden_test::this_thread_id();
+            take_the_lock_held_by_the_test(held);
+        },
+        {.name = "waits for the mutex"});
+    // Asleep in the kernel: inside the lock, not on its way to it.
+    while (tid == 0)
+        std::this_thread::yield();
+    REQUIRE(warden_test::thread_is_asleep(tid));
+    const auto live = sup.children(warden::with_stacks);
+    REQUIRE(live.size() == 1);
+    const std::string& now = live[0].now;
+    INFO(now);
+    CHECK(contains(now, "on thread " + std::to_string(tid.load())));
+#if defined(__SANITIZE_THREAD__)
+    // ThreadSanitizer delivers a signal only when the thread leaves the interceptor it is
+    // blocked in: the dump must say so rather than wait.
+    CHECK((contains(now, "did not answer") || contains(now, "take_the_lock_held_by_the_test")));
+#else
+    CHECK((contains(now, "pthread_mutex_lock") || contains(now, "__lll_lock_wait")));
+    CHECK(contains(now, "take_the_lock_held_by_the_test"));
+    // The pool's own frames are left out.
+    CHECK_FALSE(contains(now, "io_context"));
+    CHECK(contains(sup.dump(), "take_the_lock_held_by_the_test"));
+#endif
+    test_holds.unlock();
+    sup.wait();
 }
