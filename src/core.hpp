@@ -2,9 +2,11 @@
 
 // The supervisor's state, shared by every kind of child. Private to src/.
 
+#include <array>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -40,6 +42,35 @@ struct failure_record {
     std::once_flag described;
     std::once_flag symbolised;
     bool observed = false; // thrown by a wait; guarded by the supervisor's mutex
+};
+
+struct exception_description {
+    std::string type;
+    std::string what; // the type again when what() is empty or there is no what()
+};
+exception_description describe_exception(const std::exception_ptr& error);
+
+// What a process or forked child adds to its end (process.cpp), for the dump's list of
+// children that finished.
+struct process_ending {
+    int pid = 0;
+    std::optional<int> status; // waitpid's, when it was reaped here
+    std::vector<std::string> last_output;
+};
+
+// A child that finished, as the dump shows it. Copied in child_finished's critical section,
+// so that a child is always either in the table or here; the exception's what() is read only
+// when a dump is made.
+struct finished_child {
+    std::string name;
+    child_kind kind = child_kind::coroutine;
+    std::source_location where;
+    std::exception_ptr error;
+    bool cancelled = false; // its cancellation had been requested
+    std::chrono::steady_clock::duration ran_for{};
+    int pid = 0;
+    std::optional<int> status;
+    std::vector<std::string> last_output;
 };
 
 // What the calling thread is to an executor. `io` is the io_context under it when this thread
@@ -85,6 +116,8 @@ class blocking_pool {
 // The child currently running on this thread (blocking job, or coroutine resumed through
 // child_executor); nullptr elsewhere.
 child_record* current_child() noexcept;
+// The calling thread's kernel id (gettid), cached.
+int this_thread_id() noexcept;
 
 class current_child_scope {
   public:
@@ -171,7 +204,8 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
     void arm_cancel(child_record& child, unique_function<void()> action);
 
     // The one path by which every kind of child ends. See supervisor.cpp.
-    void child_finished(child_record& child, std::exception_ptr error);
+    void child_finished(child_record& child, std::exception_ptr error,
+                        process_ending* ending = nullptr);
     void cancel_child(child_record& child);
 
     void cancel();
@@ -209,7 +243,10 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
     std::unique_lock<std::mutex> lock() const;
     std::chrono::steady_clock::time_point failure_deadline_locked() const;
 
-    std::vector<child_info> children() const;
+    std::vector<child_info> children(bool with_now) const;
+    // The running children (the longest running first, at most max_listed of them, each with
+    // its `now`) and the recently finished ones; `headline` replaces the first line.
+    std::string dump(const std::string& headline = {}) const;
     std::optional<failure_report> first_failure() const;
     std::vector<failure_report> failures() const;
     [[noreturn]] void throw_join_timeout(std::chrono::steady_clock::duration timeout) const;
@@ -236,9 +273,29 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
     std::vector<running_child>
     describe_running(const std::vector<std::shared_ptr<child_record>>& children,
                      std::chrono::steady_clock::time_point now) const;
+    // Where each child is now (docs/hang-reports.md), taken without the lock. `states` holds
+    // the process state of each process child among them (null for other kinds).
+    std::vector<std::string>
+    where_now(const std::vector<std::shared_ptr<child_record>>& children,
+              const std::vector<std::shared_ptr<process_state>>& states) const;
+    // Under the lock: the process state of each child (null where it has none).
+    std::vector<std::shared_ptr<process_state>>
+    process_states_locked(const std::vector<std::shared_ptr<child_record>>& children) const;
+    // What a dump needs, copied under the lock; the text is made after it.
+    struct dump_snapshot {
+        std::vector<std::shared_ptr<child_record>> listed; // the longest running first
+        std::vector<std::shared_ptr<process_state>> states;
+        std::vector<finished_child> recent; // the newest first
+        std::size_t running = 0;
+        std::uint64_t finished = 0;
+    };
+    dump_snapshot snapshot_locked() const;
+    std::string format_dump(const dump_snapshot& s, const std::string& headline) const;
 
     // How many children a report or a join_timeout names, the longest running first.
     static constexpr std::size_t max_listed = 32;
+    // How many finished children the dump remembers; the contract asks for at least 8.
+    static constexpr std::size_t recent_capacity = 16;
     // Ends the caller's critical section, then wakes wait_until (every change); `settled`
     // also wakes join and wait: every child done, a failure, or a cancel. Waking after the
     // unlock: a woken waiter's first step is to take the lock.
@@ -270,6 +327,19 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
     std::vector<std::unique_ptr<process>> processes_;
     std::vector<std::shared_ptr<process_state>> process_states_;
     std::stop_source stop_;
+    // The children that finished last: a ring, the next slot at finished_count_ % capacity.
+    std::array<finished_child, recent_capacity> recent_;
+    std::uint64_t finished_count_ = 0;
+
+  public:
+    // The entry of this core in the process-wide list that dump_all() reads (dump.cpp);
+    // written by enlist() and delist() only.
+    std::list<std::weak_ptr<supervisor_core>>::iterator enlisted_;
+    bool is_enlisted_ = false;
 };
+
+// Enters a new supervisor in the list dump_all() reads, and takes it out when it ends.
+void enlist(const std::shared_ptr<supervisor_core>& core);
+void delist(supervisor_core& core) noexcept;
 
 } // namespace warden::detail

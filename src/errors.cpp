@@ -66,8 +66,10 @@ std::string signal_name(int signal) {
 }
 
 join_timeout::join_timeout(std::string supervisor, std::chrono::milliseconds timeout,
-                           std::vector<running_child> running, std::size_t unlisted)
-    : std::runtime_error(describe_running(supervisor, timeout, running, unlisted))
+                           std::vector<running_child> running, std::size_t unlisted,
+                           std::string dump)
+    : std::runtime_error(dump.empty() ? describe_running(supervisor, timeout, running, unlisted)
+                                      : std::move(dump))
     , timeout_(timeout)
     , running_(std::move(running))
     , unlisted_(unlisted) {}

@@ -160,6 +160,41 @@ leak describe_process(pid_t pid) {
     return out;
 }
 
+std::vector<std::pair<pid_t, pid_t>> process_table() {
+    std::vector<std::pair<pid_t, pid_t>> table;
+    std::error_code error;
+    for (const auto& entry : fs::directory_iterator("/proc", error)) {
+        const auto pid = parse_id(entry.path().filename().native());
+        if (!pid)
+            continue;
+        if (const auto stat = read_stat(entry.path() / "stat"))
+            table.emplace_back(stat->ppid, *pid);
+    }
+    std::sort(table.begin(), table.end());
+    return table;
+}
+
+// Parent links, not process groups: a descendant that left the group or daemonised under a
+// subreaper is still found.
+std::vector<pid_t> descendants(pid_t root, const std::vector<std::pair<pid_t, pid_t>>& table) {
+    std::vector<pid_t> out;
+    std::vector<pid_t> next{root};
+    // A pid is taken at most once, so a table read while processes came and went (a cycle of
+    // recycled pids) still ends.
+    while (!next.empty()) {
+        const pid_t parent = next.back();
+        next.pop_back();
+        auto it = std::lower_bound(table.begin(), table.end(), std::pair<pid_t, pid_t>(parent, 0));
+        for (; it != table.end() && it->first == parent; ++it) {
+            if (it->second == root || std::find(out.begin(), out.end(), it->second) != out.end())
+                continue;
+            out.push_back(it->second);
+            next.push_back(it->second);
+        }
+    }
+    return out;
+}
+
 leak describe_thread(pid_t tid) {
     const fs::path dir = fs::path("/proc/self/task") / std::to_string(tid);
     leak out{leak::kind::thread, tid, {}, {}, {}, {}};

@@ -5,6 +5,7 @@
 // compares two snapshots; docs/test-frameworks.md says what is excluded and why.
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <sys/types.h>
@@ -36,6 +37,11 @@ struct leak {
 };
 
 leak describe_process(pid_t pid);
+// Every process's (parent pid, pid), sorted, from one reading of every /proc/<pid>/stat.
+std::vector<std::pair<pid_t, pid_t>> process_table();
+// The processes below `root` in `table` (children, their children, ...), parents before
+// their children.
+std::vector<pid_t> descendants(pid_t root, const std::vector<std::pair<pid_t, pid_t>>& table);
 // The one place where a leaked thread's live stack is to be captured.
 leak describe_thread(pid_t tid);
 

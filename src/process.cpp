@@ -442,8 +442,9 @@ void process_state::finish() {
     for (auto& [w, error] : ended)
         if (w->timer)
             w->timer->cancel();
+    process_ending ending{pid_, wait_status(), output_tail()};
     // The supervisor records the outcome before any waiter resumes, as it does for tasks.
-    core_->child_finished(*record_, outcome);
+    core_->child_finished(*record_, outcome, &ending);
     for (auto& [w, error] : ended)
         w->complete(error, {});
 }

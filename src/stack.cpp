@@ -15,6 +15,7 @@
 #include <vector>
 
 #include <dlfcn.h>
+#include <execinfo.h>
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
@@ -268,6 +269,20 @@ void stop_using_libunwind() noexcept {
             capture->frames.push_back(frame.address());
     }
     return capture;
+}
+
+int capture_frames_in_handler(void** buffer, int size) noexcept {
+    if (const unw_backtrace_function unw_backtrace = usable_unw_backtrace())
+        return unw_backtrace(buffer, size);
+    return ::backtrace(buffer, size);
+}
+
+void prepare_signal_capture() noexcept {
+    // Both ways' first use allocates (the function-local static, libgcc_s loaded by dlopen):
+    // done here, outside any handler.
+    void* frames[4];
+    (void)usable_unw_backtrace();
+    (void)::backtrace(frames, 4);
 }
 
 std::string symbolise(const stack_capture& stack) {

@@ -20,6 +20,11 @@ std::shared_ptr<const stack_capture> capture_stack(std::size_t skip);
 // For a forked child about to close the descriptors it inherited, libunwind's pipe among them:
 // its captures take Boost's way from then on. Async-signal-safe.
 void stop_using_libunwind() noexcept;
+// Raw frames of the calling thread into `buffer`, from a signal handler: async-signal-safe
+// once prepare_signal_capture() has run (libunwind's unw_backtrace where it is loaded, else
+// glibc's backtrace(), whose first call loads libgcc_s). Returns how many.
+int capture_frames_in_handler(void** buffer, int size) noexcept;
+void prepare_signal_capture() noexcept;
 // "0# function at file:line" lines.
 std::string symbolise(const stack_capture& stack);
 

@@ -38,6 +38,8 @@
 #include <stdexcept>
 #include <string_view>
 
+#include <unistd.h>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
@@ -67,12 +69,9 @@ namespace {
 
 thread_local child_record* running_child_ = nullptr;
 
-struct exception_description {
-    std::string type;
-    std::string what;
-};
+} // namespace
 
-exception_description describe(const std::exception_ptr& error) {
+exception_description describe_exception(const std::exception_ptr& error) {
     try {
         std::rethrow_exception(error);
     } catch (const std::exception& e) {
@@ -86,6 +85,8 @@ exception_description describe(const std::exception_ptr& error) {
         return {type, type};
     }
 }
+
+namespace {
 
 // "thread#12": what fmt::format("{}#{}") makes, at a tenth of its cost per spawn.
 std::string default_name(child_kind kind, std::uint64_t id) {
@@ -142,6 +143,12 @@ struct blocked_wait {
 
 child_record* current_child() noexcept {
     return running_child_;
+}
+
+int this_thread_id() noexcept {
+    // One system call per thread, not per child.
+    thread_local const int id = static_cast<int>(::gettid());
+    return id;
 }
 
 namespace {
@@ -436,8 +443,14 @@ void supervisor_core::nest_in_running_child() {
         cancel();
 }
 
-void supervisor_core::child_finished(child_record& child, std::exception_ptr error) {
+void supervisor_core::child_finished(child_record& child, std::exception_ptr error,
+                                     process_ending* ending) {
     const bool cancelled = child.cancel_requested();
+    const auto ran_for = clock_type::now() - child.started_;
+    // What the ring's slot held: destroyed after the unlock, since an exception's destructor
+    // is the user's code.
+    std::exception_ptr evicted_error;
+    std::vector<std::string> evicted_output;
     const bool failed = error && !(cancelled && is_cancellation(error));
 
     std::shared_ptr<child_record> keep_alive;
@@ -454,6 +467,23 @@ void supervisor_core::child_finished(child_record& child, std::exception_ptr err
     {
         auto lock = this->lock();
         keep_alive = live_.erase(child);
+        {
+            // In the step that takes the child out of the table: a dump finds every child in
+            // one of the two (test: "a wait_until that times out after a process exited 0
+            // says so, with its last output").
+            auto& slot = recent_[finished_count_++ % recent_capacity];
+            slot.name.assign(child.name_); // the slot's buffer is reused
+            slot.kind = child.kind_;
+            slot.where = child.where_;
+            evicted_error = std::exchange(slot.error, error);
+            slot.cancelled = cancelled;
+            slot.ran_for = ran_for;
+            slot.pid = ending != nullptr ? ending->pid : 0;
+            slot.status = ending != nullptr ? ending->status : std::nullopt;
+            evicted_output =
+                std::exchange(slot.last_output, ending != nullptr ? std::move(ending->last_output)
+                                                                  : std::vector<std::string>());
+        }
         if (failed) {
             first = failures_.empty();
             failure = &failures_.emplace_back();
@@ -604,7 +634,7 @@ void supervisor_core::cancel() {
 
 void supervisor_core::describe(failure_record& r) const {
     std::call_once(r.described, [&] {
-        auto d = detail::describe(r.report.error);
+        auto d = describe_exception(r.report.error);
         r.report.what = std::move(d.what);
         r.report.type = std::move(d.type);
     });
@@ -831,41 +861,44 @@ void supervisor_core::wait(clock_type::time_point deadline, clock_type::duration
 }
 
 void supervisor_core::throw_join_timeout(clock_type::duration timeout) const {
-    std::vector<std::shared_ptr<child_record>> listed;
-    std::size_t running;
+    dump_snapshot s;
     {
-        // Only references are taken under the lock; names and stacks are read after it.
+        // Only references and copies are taken under the lock; the rest is read after it.
         auto lock = this->lock();
-        running = live_.size();
-        listed.reserve(std::min(running, max_listed));
-        // Admission order: the longest running first.
-        for (const auto& child : live_) {
-            if (listed.size() == max_listed)
-                break;
-            listed.push_back(child);
-        }
+        s = snapshot_locked();
     }
-    throw join_timeout(options_.name,
-                       std::chrono::duration_cast<std::chrono::milliseconds>(timeout),
-                       describe_running(listed, clock_type::now()), running - listed.size());
+    const auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(timeout);
+    auto text = format_dump(s, fmt::format("warden: supervisor {}: {} child{} still running "
+                                           "after {} ms",
+                                           options_.name, s.running, s.running == 1 ? "" : "ren",
+                                           millis.count()));
+    throw join_timeout(options_.name, millis, describe_running(s.listed, clock_type::now()),
+                       s.running - s.listed.size(), std::move(text));
 }
 
-std::vector<child_info> supervisor_core::children() const {
+std::vector<child_info> supervisor_core::children(bool with_now) const {
     std::vector<std::shared_ptr<child_record>> live;
+    std::vector<std::shared_ptr<process_state>> states;
     {
         auto lock = this->lock();
         live.reserve(live_.size());
         for (const auto& child : live_)
             live.push_back(child);
+        if (with_now)
+            states = process_states_locked(live);
     }
     auto running = describe_running(live, clock_type::now());
+    std::vector<std::string> now;
+    if (with_now)
+        now = where_now(live, states);
     std::vector<child_info> out;
     out.reserve(running.size());
     for (std::size_t i = 0; i < running.size(); ++i) {
         auto& c = running[i];
         out.push_back({std::move(c.name), c.kind,
                        live[i]->cancel_requested() ? child_state::cancelling : child_state::running,
-                       std::move(c.origin), c.running_for});
+                       std::move(c.origin), c.running_for,
+                       with_now ? std::move(now[i]) : std::string()});
     }
     return out;
 }
@@ -1030,14 +1063,17 @@ namespace warden {
 supervisor::supervisor(supervisor_options options)
     : core_(std::make_shared<detail::supervisor_core>(std::move(options))) {
     core_->nest_in_running_child();
+    detail::enlist(core_);
 }
 
 supervisor::supervisor(asio::any_io_executor executor, supervisor_options options)
     : core_(std::make_shared<detail::supervisor_core>(std::move(executor), std::move(options))) {
     core_->nest_in_running_child();
+    detail::enlist(core_);
 }
 
 supervisor::~supervisor() {
+    detail::delist(*core_);
     core_->shutdown();
 }
 
@@ -1100,11 +1136,14 @@ void supervisor::start_blocking(std::shared_ptr<detail::child_record> child,
                 asio::error::operation_aborted, "warden: cancelled before it started"));
         } else {
             detail::current_child_scope scope(child.get());
+            // Relaxed: the dump only uses it to pick a thread to ask, and checks again after.
+            child->running_on_.store(detail::this_thread_id(), std::memory_order_relaxed);
             try {
                 body(child->stop_.get_token());
             } catch (...) {
                 error = std::current_exception();
             }
+            child->running_on_.store(0, std::memory_order_relaxed);
         }
         child->owner_->child_finished(*child, std::move(error));
     });
@@ -1196,7 +1235,13 @@ std::stop_token supervisor::stop_token() const {
     return core_->stop_token();
 }
 std::vector<child_info> supervisor::children() const {
-    return core_->children();
+    return core_->children(false);
+}
+std::vector<child_info> supervisor::children(with_stacks_t) const {
+    return core_->children(true);
+}
+std::string supervisor::dump() const {
+    return core_->dump();
 }
 std::optional<failure_report> supervisor::first_failure() const {
     return core_->first_failure();

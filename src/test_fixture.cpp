@@ -15,6 +15,8 @@
 #include <mutex>
 #include <thread>
 
+#include <warden/dump.hpp>
+
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -41,6 +43,13 @@ fs::path report_directory;
 void prepare_process() {
     static std::once_flag once;
     std::call_once(once, [] {
+        // CTest's TIMEOUT_SIGNAL_NAME SIGQUIT then shows where every child is stuck before the
+        // test is killed. A test binary that cannot have it still runs its tests.
+        try {
+            install_dump_signal(SIGQUIT);
+        } catch (const std::system_error& e) {
+            std::fprintf(stderr, "warden: no dump on SIGQUIT: %s\n", e.what());
+        }
         for (const char* name : {"WARDEN_REPORT_DIR", "TEST_UNDECLARED_OUTPUTS_DIR"}) {
             const char* value = std::getenv(name);
             if (value != nullptr && *value != '\0') {

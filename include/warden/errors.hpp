@@ -24,12 +24,14 @@ struct running_child {
     warden::origin origin;
 };
 
-// wait_for / wait_until ran out of time. what() lists the running children, the longest
-// running first: all of them, or the first 32 and how many more there are.
+// wait_for / wait_until ran out of time. what() is the supervisor's dump (`dump`, when given):
+// the running children, the longest running first (all of them, or the first 32 and how
+// many more there are), each with where it is now, and the children that finished recently.
 class join_timeout : public std::runtime_error {
   public:
     join_timeout(std::string supervisor, std::chrono::milliseconds timeout,
-                 std::vector<running_child> running, std::size_t unlisted = 0);
+                 std::vector<running_child> running, std::size_t unlisted = 0,
+                 std::string dump = {});
     // The children listed in what().
     const std::vector<running_child>& running() const noexcept { return running_; }
     // How many more were running, not listed.

@@ -56,7 +56,17 @@ struct child_info {
     child_state state;
     warden::origin origin;
     std::chrono::steady_clock::duration running_for;
+    // Where the child is at this moment (docs/hang-reports.md): filled by
+    // children(warden::with_stacks), empty from children().
+    std::string now;
 };
+
+// Asks children() for each child's `now`, which costs a signal to each running thread
+// child and a look at /proc for each process.
+struct with_stacks_t {
+    explicit with_stacks_t() = default;
+};
+inline constexpr with_stacks_t with_stacks{};
 
 std::string_view to_string(child_kind) noexcept;
 

@@ -181,6 +181,10 @@ class supervisor {
     std::stop_token stop_token() const;
 
     std::vector<child_info> children() const;
+    std::vector<child_info> children(with_stacks_t) const;
+    // Every running child with its origin and where it is now, then the children that
+    // finished most recently with their outcome: what a person reads to find a hang.
+    std::string dump() const;
     std::optional<failure_report> first_failure() const;
     std::vector<failure_report> failures() const;
 

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <warden/dump.hpp>
 #include <warden/errors.hpp>
 #include <warden/options.hpp>
 #include <warden/process.hpp>

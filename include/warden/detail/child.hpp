@@ -83,6 +83,9 @@ class child_record {
     std::atomic<bool> done_{false};             // set once, by child_finished()
     mutable small_lock mutex_;
     bool cancel_delivered_ = false; // guarded by mutex_
+    // A thread child: the kernel id of the pool thread running its body, 0 while queued and
+    // after it ends. Read by the dump, which sends that thread a signal for its stack.
+    std::atomic<int> running_on_{0};
 
     // Only thread children whose body takes a std::stop_token get a stop_source.
     std::stop_source stop_{std::nostopstate};

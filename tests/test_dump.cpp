@@ -1,0 +1,164 @@
+#include <warden/dump.hpp>
+
+#include <warden/process.hpp>
+#include <warden/supervisor.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+#include <doctest/doctest.h>
+
+#include "helpers.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+bool contains(const std::string& text, const std::string& part) {
+    return text.find(part) != std::string::npos;
+}
+
+// Named, and not inlined, so that the stack shows where the child waits.
+[[gnu::noinline]] void take_the_lock_held_by_the_test(std::mutex& mutex) {
+    std::lock_guard lock(mutex);
+    asm volatile("" ::: "memory");
+}
+
+} // namespace
+
+TEST_CASE("a wait_until that times out after a process exited 0 says so, with its last output") {
+    warden::supervisor sup{{.name = "early exit"}};
+    auto& service = sup.spawn_process(
+        {.argv = {"sh", "-c", "echo listening on 8080; echo shutting down; exit 0"},
+         .name = "service"});
+    const int pid = service.pid();
+    // The service is gone before the wait starts, so its condition can never hold.
+    sup.wait();
+    try {
+        sup.wait_until([] { return false; }, 10ms);
+        FAIL("no join_timeout");
+    } catch (const warden::join_timeout& e) {
+        const std::string what = e.what();
+        INFO(what);
+        CHECK(contains(what, "0 children still running after 10 ms"));
+        CHECK(contains(what, "service (process) exited 0 after"));
+        CHECK(contains(what, "pid " + std::to_string(pid)));
+        CHECK(contains(what, "shutting down"));
+        CHECK(e.running().empty());
+    }
+}
+
+TEST_CASE("dump lists the children that finished last, newest first, with their outcome") {
+    warden::supervisor sup{{.name = "history", .policy = warden::policy::collect}};
+    for (int i = 0; i < 20; ++i) {
+        auto t = sup.spawn(
+            [i] {
+                if (i == 19)
+                    throw std::invalid_argument("bad port 99999");
+            },
+            {.name = "c" + std::to_string(i)});
+        if (i < 19)
+            t.get();
+        else
+            CHECK_THROWS_AS(t.get(), std::invalid_argument);
+    }
+    const std::string dump = sup.dump();
+    INFO(dump);
+    CHECK(contains(dump, "warden: supervisor history: 0 children running"));
+    CHECK(contains(dump, "c19 (thread) failed with std::invalid_argument: bad port 99999 after"));
+    CHECK(contains(dump, "c18 (thread) succeeded after"));
+    CHECK(dump.find("c19 (") < dump.find("c18 ("));
+    // At least the last 8 are kept; not all 20.
+    CHECK(contains(dump, "c11 ("));
+    CHECK_FALSE(contains(dump, "c0 ("));
+    CHECK_THROWS_AS(sup.wait(), warden::failure_group);
+}
+
+TEST_CASE("children(with_stacks) shows a running process's pid, state, descendants and output") {
+    warden::supervisor sup;
+    // The background sleep exists before "started" is printed.
+    auto& p = sup.spawn_process(
+        {.argv = {"sh", "-c", "sleep 1000 & echo started; wait"}, .name = "parent shell"});
+    p.wait_for_line_blocking("started", 30s);
+    const auto plain = sup.children();
+    REQUIRE(plain.size() == 1);
+    CHECK(plain[0].now.empty());
+    const auto live = sup.children(warden::with_stacks);
+    REQUIRE(live.size() == 1);
+    const std::string& now = live[0].now;
+    INFO(now);
+    CHECK(contains(now, "pid " + std::to_string(p.pid()) + ": "));
+    CHECK(contains(now, "command: sh -c sleep 1000 & echo started; wait"));
+    CHECK(contains(now, "descendants:\n  pid "));
+    CHECK(contains(now, "last output:\n  started"));
+    // The dump shows the same under the running child.
+    const std::string dump = sup.dump();
+    CHECK(contains(dump, "parent shell (process) running for"));
+    CHECK(contains(dump, "    now:\n      pid " + std::to_string(p.pid())));
+    sup.cancel();
+    sup.wait();
+}
+
+TEST_CASE("dump_all names every live supervisor and none that has ended") {
+    warden::supervisor first{{.name = "first of dump_all"}};
+    { warden::supervisor gone{{.name = "gone before dump_all"}}; }
+    warden::supervisor second{{.name = "second of dump_all"}};
+    const std::string all = warden::dump_all();
+    INFO(all);
+    CHECK(contains(all, "warden: supervisor first of dump_all:"));
+    CHECK(contains(all, "warden: supervisor second of dump_all:"));
+    CHECK(all.find("first of dump_all") < all.find("second of dump_all"));
+    CHECK_FALSE(contains(all, "gone before dump_all"));
+    CHECK(contains(all, "warden: end of dump\n"));
+}
+
+TEST_CASE("the dump signal writes every supervisor's dump to stderr and the process carries on") {
+    auto result =
+        warden_test::run_program(std::string(WARDEN_TEST_PROGRAMS_DIR) + "/warden_dump_signal");
+    INFO(result.output);
+    CHECK(result.exit_code == 0);
+    CHECK(contains(result.output, "warden: supervisor signalled: 1 child running"));
+    CHECK(contains(result.output, "stuck child (thread) running for"));
+    CHECK(contains(result.output, "dump_signal.cpp:"));
+    CHECK(contains(result.output, "warden: end of dump"));
+    CHECK(contains(result.output, "still running"));
+}
+
+TEST_CASE("children(with_stacks) shows the live stack of a thread child blocked on a mutex") {
+    warden::supervisor sup{{.name = "deadlock"}};
+    std::mutex held;
+    std::unique_lock test_holds(held);
+    std::atomic<pid_t> tid{0};
+    sup.spawn(
+        [&] {
+            tid = warden_test::this_thread_id();
+            take_the_lock_held_by_the_test(held);
+        },
+        {.name = "waits for the mutex"});
+    // Asleep in the kernel: inside the lock, not on its way to it.
+    while (tid == 0)
+        std::this_thread::yield();
+    REQUIRE(warden_test::thread_is_asleep(tid));
+    const auto live = sup.children(warden::with_stacks);
+    REQUIRE(live.size() == 1);
+    const std::string& now = live[0].now;
+    INFO(now);
+    CHECK(contains(now, "on thread " + std::to_string(tid.load())));
+#if defined(__SANITIZE_THREAD__)
+    // ThreadSanitizer delivers a signal only when the thread leaves the interceptor it is
+    // blocked in: the dump must say so rather than wait.
+    CHECK((contains(now, "did not answer") || contains(now, "take_the_lock_held_by_the_test")));
+#else
+    CHECK((contains(now, "pthread_mutex_lock") || contains(now, "__lll_lock_wait")));
+    CHECK(contains(now, "take_the_lock_held_by_the_test"));
+    // The pool's own frames are left out.
+    CHECK_FALSE(contains(now, "io_context"));
+    CHECK(contains(sup.dump(), "take_the_lock_held_by_the_test"));
+#endif
+    test_holds.unlock();
+    sup.wait();
+}
