@@ -487,27 +487,8 @@ class dump_thread {
             throw std::system_error(errno, std::system_category(), "warden: dump signal pipe");
         // A storm of signals fills the pipe; the handler must not block on it.
         ::fcntl(write_, F_SETFL, O_NONBLOCK);
-        // The thread inherits every signal blocked: the kernel must not pick it for the
-        // application's handlers, nor for the dump signal itself.
-        sigset_t all;
-        sigset_t previous;
-        sigfillset(&all);
-        pthread_sigmask(SIG_SETMASK, &all, &previous);
-        std::promise<void> kept;
-        auto marked = kept.get_future();
-        try {
-            worker_ = std::thread([this, kept = std::move(kept)]() mutable {
-                keep_thread(::gettid());
-                kept.set_value();
-                serve();
-            });
-        } catch (...) {
-            pthread_sigmask(SIG_SETMASK, &previous, nullptr);
-            throw;
-        }
-        pthread_sigmask(SIG_SETMASK, &previous, nullptr);
-        pthread_setname_np(worker_.native_handle(), "warden dump");
-        marked.wait();
+        // Its signals blocked: the kernel must not pick it for the dump signal itself.
+        worker_ = start_helper_thread("warden dump", [this] { serve(); });
         signal_owner.store(::getpid());
         signal_pipe.store(write_);
     }

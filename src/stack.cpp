@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cxxabi.h>
 #include <deque>
+#include <functional>
 #include <future>
 #include <mutex>
 #include <system_error>
@@ -25,6 +26,34 @@
 #include "leak_check.hpp"
 
 namespace warden::detail {
+
+std::thread start_helper_thread(const char* name, std::function<void()> body) {
+    // Every signal blocked while the thread starts, so that it inherits the mask: a helper
+    // thread must not be the one the kernel picks to run the application's handlers.
+    sigset_t all;
+    sigset_t previous;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &previous);
+    // Kept before this returns, so that no fixture's leak check can see the thread unmarked:
+    // it lives as long as the process and is no test's leak.
+    std::promise<void> kept;
+    auto marked = kept.get_future();
+    std::thread thread;
+    try {
+        thread = std::thread([body = std::move(body), kept = std::move(kept)]() mutable {
+            keep_thread(::gettid());
+            kept.set_value();
+            body();
+        });
+    } catch (...) {
+        pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+        throw;
+    }
+    pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+    pthread_setname_np(thread.native_handle(), name);
+    marked.wait();
+    return thread;
+}
 
 namespace {
 // Deep enough to reach the test body through the spawn templates and a few user frames.
@@ -71,29 +100,7 @@ std::string symbolise_on_this_thread(std::span<const void* const> frames) {
 class symbolising_thread {
   public:
     symbolising_thread() {
-        // Every signal blocked while the thread starts, so that it inherits the mask: a helper
-        // thread must not be the one the kernel picks to run the application's handlers.
-        sigset_t all;
-        sigset_t previous;
-        sigfillset(&all);
-        pthread_sigmask(SIG_SETMASK, &all, &previous);
-        // Kept before the constructor returns, so that no fixture's leak check can see the
-        // thread unmarked: it lives as long as the process and is no test's leak.
-        std::promise<void> kept;
-        auto marked = kept.get_future();
-        try {
-            worker_ = std::thread([this, kept = std::move(kept)]() mutable {
-                keep_thread(::gettid());
-                kept.set_value();
-                serve();
-            });
-        } catch (...) {
-            pthread_sigmask(SIG_SETMASK, &previous, nullptr);
-            throw;
-        }
-        pthread_sigmask(SIG_SETMASK, &previous, nullptr);
-        pthread_setname_np(worker_.native_handle(), "warden symbols");
-        marked.wait();
+        worker_ = start_helper_thread("warden symbols", [this] { serve(); });
     }
 
     // Requests already queued are served before the thread ends.

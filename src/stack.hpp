@@ -1,11 +1,13 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <map>
 #include <memory>
 #include <span>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 namespace warden::detail {
@@ -49,6 +51,11 @@ std::string symbolise_frames(std::span<const void* const> frames);
 // state for good), and which capture_stack uses: "libunwind" or "boost".
 std::size_t threads_that_symbolised() noexcept;
 std::string_view stack_capture_backend() noexcept;
+
+// Starts one of warden's own process-lifetime threads: every signal blocked (the kernel never
+// picks it for the application's handlers), named, and marked as kept for the fixtures' leak
+// check before this returns.
+std::thread start_helper_thread(const char* name, std::function<void()> body);
 
 // The demangled type name of the exception in flight (inside a catch block).
 std::string current_exception_type_name();
