@@ -286,20 +286,6 @@ std::vector<std::shared_ptr<process_state>> supervisor_core::process_states_lock
     return out;
 }
 
-std::string thread_stack(pid_t tid) {
-    install_stack_handler();
-    auto r = std::make_unique<stack_request>();
-    if (!ask_for_stack(tid, *r))
-        return fmt::format("cannot be asked for its stack ({})", std::strerror(errno));
-    if (!wait_for_answer(*r, clock_type::now() + stack_answer_deadline)) {
-        std::lock_guard lock(abandoned_mutex);
-        abandoned().push_back(std::move(r));
-        return fmt::format("the thread did not answer within {} ms (signal blocked?)",
-                           stack_answer_deadline.count());
-    }
-    return stack_text(*r);
-}
-
 std::vector<std::string>
 supervisor_core::where_now(const std::vector<std::shared_ptr<child_record>>& children,
                            const std::vector<std::shared_ptr<process_state>>& states) const {
