@@ -139,6 +139,10 @@ std::string process_now(const process_state& state,
 // time is never freed (the handler may still run later, with a signal that was only
 // blocked), so the handler never writes into freed memory.
 struct stack_request {
+    // Set (release) by the asker before the signal is sent and read (acquire) by the
+    // handler: a signal sent with a raw syscall orders nothing for the memory model or for
+    // ThreadSanitizer, so without it the handler's writes race with the request's creation.
+    std::atomic<bool> asked{false};
     std::atomic<std::uint32_t> answered{0}; // a futex word
     int count = 0;
     void* pc = nullptr; // where the thread was interrupted
@@ -157,6 +161,10 @@ void on_stack_signal(int, siginfo_t* info, void* context) {
     if (info->si_code == SI_QUEUE && info->si_pid == ::getpid() &&
         info->si_value.sival_ptr != nullptr) {
         auto* r = static_cast<stack_request*>(info->si_value.sival_ptr);
+        if (!r->asked.load(std::memory_order_acquire)) {
+            errno = saved;
+            return;
+        }
         [[maybe_unused]] const auto* uc = static_cast<const ucontext_t*>(context);
 #if defined(__x86_64__)
         r->pc = reinterpret_cast<void*>(uc->uc_mcontext.gregs[REG_RIP]);
@@ -196,6 +204,7 @@ bool ask_for_stack(int tid, stack_request& r) {
     info.si_pid = ::getpid();
     info.si_uid = ::getuid();
     info.si_value.sival_ptr = &r;
+    r.asked.store(true, std::memory_order_release);
     return ::syscall(SYS_rt_tgsigqueueinfo, ::getpid(), tid, stack_signal(), &info) == 0;
 }
 

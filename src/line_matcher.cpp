@@ -1,5 +1,6 @@
 #include "line_matcher.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <iterator>
 #include <system_error>
@@ -16,6 +17,14 @@ constexpr std::size_t matcher_stack_size = 64 * 1024 * 1024;
 // A match stops with error_stack once less than this is left: room for the frames the matcher
 // pushes between two steps of the iterator, and for the exception's own unwinding.
 constexpr std::size_t stack_margin = 1024 * 1024;
+#if defined(__SANITIZE_THREAD__)
+// ThreadSanitizer keeps its own stack of 65,536 function entries per thread and crashes past
+// it (SIGSEGV in the runtime). A frame takes at least 16 bytes, so half a MiB of stack keeps
+// any recursion within that; a long line then ends its wait with error_stack.
+constexpr std::size_t usable_stack = 512 * 1024;
+#else
+constexpr std::size_t usable_stack = matcher_stack_size - stack_margin;
+#endif
 // About 2-15 s of matching on the build machine (40-280 million steps a second, depending on
 // the pattern): far beyond a sane pattern on a 64 KiB line, and a bound on how long one
 // runaway pattern can keep the process's other regex waiters waiting.
@@ -172,9 +181,10 @@ void* line_matcher::thread_main(void* self) noexcept {
         ::pthread_attr_destroy(&attr);
     }
     // Without its bounds the stack is taken to be the size asked for, below this frame.
+    const auto* here = static_cast<const char*>(__builtin_frame_address(0));
     stack_floor = low != nullptr ? static_cast<const char*>(low) + stack_margin
-                                 : static_cast<const char*>(__builtin_frame_address(0)) -
-                                       matcher_stack_size + stack_margin;
+                                 : here - matcher_stack_size + stack_margin;
+    stack_floor = std::max(stack_floor, here - usable_stack);
     static_cast<line_matcher*>(self)->serve();
     return nullptr;
 }

@@ -15,12 +15,27 @@
 
 namespace warden_test {
 
+// Sanitizer builds take more stack per frame and bound recursion more tightly.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+inline constexpr bool sanitized_build = true;
+#else
+inline constexpr bool sanitized_build = false;
+#endif
+
 inline std::size_t thread_count() {
     std::size_t n = 0;
     for ([[maybe_unused]] const auto& entry :
          std::filesystem::directory_iterator("/proc/self/task"))
         ++n;
     return n;
+}
+
+// thread_count() before a test starts threads. ThreadSanitizer starts a thread of its own
+// with the first thread a program makes: one is made first, so the count excludes nothing
+// that the test's threads would add.
+inline std::size_t thread_count_before_threads() {
+    std::thread([] {}).join();
+    return thread_count();
 }
 
 // thread_count(), read again until it is `expected` or 2 s have passed: a joined thread can

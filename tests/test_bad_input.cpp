@@ -316,7 +316,7 @@ TEST_CASE("bad input: cancel_grace = 0 makes the destructor warn once, not in a 
 }
 
 TEST_CASE("bad input: a thread pool too large to create fails the spawn and leaves nothing") {
-    const auto threads_before = warden_test::thread_count();
+    const auto threads_before = warden_test::thread_count_before_threads();
     for (std::size_t threads : {std::size_t{1} << 20, std::numeric_limits<std::size_t>::max()}) {
         warden::supervisor sup{{.threads = threads}};
         bool ran = false;
