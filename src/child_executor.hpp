@@ -10,13 +10,15 @@
 #include <boost/asio/query.hpp>
 #include <boost/asio/require.hpp>
 
+#include "await_chain.hpp"
 #include "core.hpp"
 
 namespace warden::detail {
 
 // The executor a coroutine child runs on: the supervisor's executor, plus "this child is
 // running" for the duration of every handler. That is how a spawn made from inside a
-// coroutine child learns its parent, and how join() from inside a child is refused.
+// coroutine child learns its parent, how join() from inside a child is refused, and how the
+// dump knows when it may read the child's await chain (handler_gate).
 //
 // Inner is io_context::executor_type when the supervisor runs on an io_context (its own, or
 // the caller's): 8 bytes, which with the shared_ptr fits any_io_executor's small buffer, so
@@ -78,6 +80,8 @@ class child_executor {
         auto run = [child = child_, f = std::forward<Function>(f)]() mutable {
             current_child_scope scope(child.get());
             inline_depth_guard depth;
+            handler_gate gate(*child);
+            child->running_on_.store(this_thread_id(), std::memory_order_relaxed);
             std::move(f)();
         };
         if (inline_depth_guard::depth() < max_inline_depth)

@@ -26,6 +26,7 @@
 
 #include <fmt/format.h>
 
+#include "await_chain.hpp"
 #include "core.hpp"
 #include "leak_check.hpp"
 #include "process_state.hpp"
@@ -250,6 +251,49 @@ std::string stack_text(const stack_request& r) {
     return out;
 }
 
+// One frame of a symbolised await chain, as "outer() at file.cpp:12": GCC names a
+// coroutine's resume function "outer() [clone .actor]". Empty for warden's own frames.
+std::string coroutine_frame_line(std::string_view line) {
+    const auto hash = line.find("# ");
+    if (hash != std::string_view::npos && hash < 8)
+        line.remove_prefix(hash + 2);
+    if (line.find("warden::detail::run_") != std::string_view::npos)
+        return {};
+    std::string out(line);
+    for (const std::string_view clone : {" [clone .actor]", " [clone .resume]"})
+        if (const auto at = out.find(clone); at != std::string::npos)
+            out.erase(at, clone.size());
+    return out;
+}
+
+std::string describe_await_chain(const await_chain& chain) {
+    switch (chain.at) {
+    case await_chain::state::outside:
+        return "not inside its body: starting, or completing";
+    case await_chain::state::unsupported:
+        return "suspended (the await chain is not known for this version of Asio)";
+    case await_chain::state::running:
+        return "running now";
+    case await_chain::state::suspended:
+        break;
+    }
+    if (chain.frames.empty())
+        return "suspended";
+    const std::string text = symbolise_frames(chain.frames);
+    std::string out = "suspended in (innermost first):";
+    std::size_t start = 0;
+    while (start < text.size()) {
+        auto end = text.find('\n', start);
+        if (end == std::string::npos)
+            end = text.size();
+        const auto line = coroutine_frame_line({text.data() + start, end - start});
+        if (!line.empty())
+            out += "\n  " + line;
+        start = end + 1;
+    }
+    return out;
+}
+
 std::string thread_header(int tid) {
     const auto t = describe_thread(tid);
     std::string out = fmt::format("on thread {} \"{}\": {}", tid, t.name, t.state);
@@ -299,20 +343,41 @@ std::vector<std::string>
 supervisor_core::where_now(const std::vector<std::shared_ptr<child_record>>& children,
                            const std::vector<std::shared_ptr<process_state>>& states) const {
     std::vector<std::string> out(children.size());
+    // A coroutine child in a handler that does not return is asked for its thread's stack,
+    // as a thread child is.
+    std::vector<int> running_on(children.size(), 0);
+    std::vector<await_chain> chains(children.size());
+    const auto chain_deadline = clock_type::now() + stack_answer_deadline;
+    for (std::size_t i = 0; i < children.size(); ++i) {
+        if (children[i]->kind_ != child_kind::coroutine)
+            continue;
+        if (current_child() == children[i].get()) {
+            out[i] = "running now: this is the child that asked for the dump";
+            continue;
+        }
+        chains[i] = read_await_chain(*children[i], chain_deadline);
+        if (chains[i].at == await_chain::state::running) {
+            running_on[i] = chains[i].thread;
+            out[i] = fmt::format("running now: one of its handlers has not returned for {} ms; ",
+                                 stack_answer_deadline.count());
+        }
+    }
+    for (std::size_t i = 0; i < children.size(); ++i)
+        if (children[i]->kind_ == child_kind::thread) {
+            running_on[i] = children[i]->running_on_.load(std::memory_order_relaxed);
+            if (running_on[i] == 0)
+                out[i] = "queued: waiting for a thread of the pool";
+        }
     // Every thread is asked first, then the answers are awaited against one deadline.
     std::vector<std::pair<std::size_t, int>> asked; // (child, tid)
     std::vector<std::unique_ptr<stack_request>> requests;
     for (std::size_t i = 0; i < children.size(); ++i) {
-        if (children[i]->kind_ != child_kind::thread)
+        const int tid = running_on[i];
+        if (tid == 0)
             continue;
-        const int tid = children[i]->running_on_.load(std::memory_order_relaxed);
-        if (tid == 0) {
-            out[i] = "queued: waiting for a thread of the pool";
-            continue;
-        }
         install_stack_handler();
         // Read before the signal: answering it, the thread is running.
-        out[i] = thread_header(tid);
+        out[i] += thread_header(tid);
         auto r = std::make_unique<stack_request>();
         if (!ask_for_stack(tid, *r)) {
             out[i] = fmt::format("on thread {}: cannot be asked for its stack ({})", tid,
@@ -336,6 +401,9 @@ supervisor_core::where_now(const std::vector<std::shared_ptr<child_record>>& chi
             out[i] += "\n(the child left this thread meanwhile: the stack may be another's)";
         out[i] += "\nstack:\n" + stack_text(*requests[k]);
     }
+    for (std::size_t i = 0; i < children.size(); ++i)
+        if (children[i]->kind_ == child_kind::coroutine && out[i].empty())
+            out[i] = describe_await_chain(chains[i]);
     std::vector<std::pair<pid_t, pid_t>> table;
     bool table_read = false;
     for (std::size_t i = 0; i < children.size(); ++i) {

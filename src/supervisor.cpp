@@ -1088,8 +1088,8 @@ void supervisor::admit(const std::shared_ptr<detail::child_record>& child, child
 
 namespace {
 
-// `body` is an awaitable<void>, or a callable returning one: for a void child co_spawn keeps
-// the callable in its own entry frame, which saves a wrapper coroutine frame per child.
+// `body` is an awaitable<void>, or a callable returning one (kept in traced_body's frame,
+// which also lets the dump read the child's await chain).
 template <class Body>
 void start_coroutine_child(const std::shared_ptr<detail::child_record>& child, Body body) {
     detail::child_record* record = child.get();
@@ -1101,10 +1101,12 @@ void start_coroutine_child(const std::shared_ptr<detail::child_record>& child, B
             child->owner_->child_finished(*child, std::move(error));
         });
     auto executor = record->owner_->executor();
+    auto traced = detail::traced_body(*record, std::move(body));
     if (auto* io = executor.target<asio::io_context::executor_type>())
-        asio::co_spawn(detail::child_executor(*io, child), std::move(body), std::move(on_end));
+        asio::co_spawn(detail::child_executor(*io, child), std::move(traced), std::move(on_end));
     else
-        asio::co_spawn(detail::child_executor(executor, child), std::move(body), std::move(on_end));
+        asio::co_spawn(detail::child_executor(executor, child), std::move(traced),
+                       std::move(on_end));
     // Armed after co_spawn has connected the slot, so an early cancel is not lost. The
     // signal is emitted where the coroutine runs: a slot is not thread-safe.
     record->owner_->arm_cancel(*record, [child] {

@@ -85,7 +85,13 @@ class child_record {
     bool cancel_delivered_ = false; // guarded by mutex_
     // A thread child: the kernel id of the pool thread running its body, 0 while queued and
     // after it ends. Read by the dump, which sends that thread a signal for its stack.
+    // A coroutine child: the thread that last entered one of its handlers.
     std::atomic<int> running_on_{0};
+    // A coroutine child: how many of its handlers run now, or the dump's mark while it reads
+    // the await chain (src/await_chain.hpp keeps the rule).
+    std::atomic<std::uint32_t> handlers_running_{0};
+    // A coroutine child: the frame that runs its body, while it runs (src/await_chain.cpp).
+    std::atomic<void*> await_anchor_{nullptr};
 
     // Only thread children whose body takes a std::stop_token get a stop_source.
     std::stop_source stop_{std::nostopstate};
