@@ -23,8 +23,8 @@ using frame_base = asio::detail::awaitable_frame_base<asio::any_io_executor>;
 using thread_type = asio::detail::awaitable_thread<asio::any_io_executor>;
 
 #if WARDEN_KNOWS_ASIO_FRAMES
-using entry_frame =
-    asio::detail::awaitable_frame<asio::detail::awaitable_thread_entry_point, asio::any_io_executor>;
+using entry_frame = asio::detail::awaitable_frame<asio::detail::awaitable_thread_entry_point,
+                                                  asio::any_io_executor>;
 
 // Access to the frames' private links. An explicit instantiation may name private members
 // ([temp.spec.general]); each instantiation defines a friend function returning the

@@ -60,8 +60,8 @@ class handler_gate {
 // A coroutine child's body, run inside a frame that publishes the child's await chain for
 // as long as the body runs.
 boost::asio::awaitable<void> traced_body(child_record& child, boost::asio::awaitable<void> body);
-boost::asio::awaitable<void>
-traced_body(child_record& child, unique_function<boost::asio::awaitable<void>()> make_body);
+boost::asio::awaitable<void> traced_body(child_record& child,
+                                         unique_function<boost::asio::awaitable<void>()> make_body);
 
 struct await_chain {
     enum class state {

@@ -251,19 +251,73 @@ std::string stack_text(const stack_request& r) {
     return out;
 }
 
-// One frame of a symbolised await chain, as "outer() at file.cpp:12": GCC names a
-// coroutine's resume function "outer() [clone .actor]". Empty for warden's own frames.
+// A name without its template arguments: Asio's operation frames are unreadable with them.
+std::string without_template_arguments(std::string_view name) {
+    std::string out;
+    int depth = 0;
+    for (std::size_t i = 0; i < name.size(); ++i) {
+        const char c = name[i];
+        // "operator<" and "operator<<" are names, not argument lists.
+        if (c == '<' && !(i >= 8 && name.substr(i - 8, 8) == "operator")) {
+            ++depth;
+            continue;
+        }
+        if (c == '>' && depth > 0 && !(i >= 1 && name[i - 1] == '-')) {
+            --depth;
+            continue;
+        }
+        if (depth == 0)
+            out += c;
+    }
+    return out;
+}
+
+// One frame of a symbolised await chain, as "outer(int) at file.cpp:12"; empty for warden's
+// own frames. GCC names a coroutine's resume function after the coroutine, with the frame
+// as its one parameter: "outer(outer(int)::_Z5outeri.Frame*)".
 std::string coroutine_frame_line(std::string_view line) {
     const auto hash = line.find("# ");
     if (hash != std::string_view::npos && hash < 8)
         line.remove_prefix(hash + 2);
-    if (line.find("warden::detail::run_") != std::string_view::npos)
-        return {};
-    std::string out(line);
+    std::string where;
+    if (const auto at = line.rfind(" at "); at != std::string_view::npos) {
+        where = std::string(line.substr(at));
+        line = line.substr(0, at);
+    } else if (const auto in = line.rfind(" in "); in != std::string_view::npos) {
+        where = std::string(line.substr(in));
+        line = line.substr(0, in);
+    }
+    std::string name(line);
     for (const std::string_view clone : {" [clone .actor]", " [clone .resume]"})
-        if (const auto at = out.find(clone); at != std::string::npos)
-            out.erase(at, clone.size());
-    return out;
+        if (const auto at = name.find(clone); at != std::string::npos)
+            name.erase(at, clone.size());
+    // The coroutine's own signature is the frame parameter's scope.
+    if (const auto frame = name.rfind(".Frame*)"); frame != std::string::npos) {
+        const auto scope = name.rfind("::_Z", frame);
+        int depth = 0;
+        std::size_t open = std::string::npos;
+        for (std::size_t i = frame + 8; i-- > 0;) { // from the closing parenthesis back
+            if (name[i] == ')')
+                ++depth;
+            else if (name[i] == '(' && --depth == 0) {
+                open = i;
+                break;
+            }
+        }
+        if (scope != std::string::npos && open != std::string::npos && open < scope)
+            name = name.substr(open + 1, scope - open - 1);
+    }
+    if (name.starts_with("warden::detail::run_"))
+        return {};
+    // Asio's frame for an operation awaited with use_awaitable: name the operation.
+    constexpr std::string_view initiate = "boost::asio::async_result::initiate(";
+    if (name.starts_with("boost::asio::async_result<") &&
+        without_template_arguments(name).starts_with(initiate)) {
+        auto operation = without_template_arguments(name).substr(initiate.size());
+        operation = operation.substr(0, operation.find_first_of(",)"));
+        return "awaiting an Asio operation: " + operation;
+    }
+    return name + where;
 }
 
 std::string describe_await_chain(const await_chain& chain) {

@@ -5,11 +5,15 @@
 
 #include <atomic>
 #include <chrono>
+#include <latch>
 #include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
 
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <doctest/doctest.h>
 
 #include "helpers.hpp"
@@ -26,6 +30,48 @@ bool contains(const std::string& text, const std::string& part) {
 [[gnu::noinline]] void take_the_lock_held_by_the_test(std::mutex& mutex) {
     std::lock_guard lock(mutex);
     asm volatile("" ::: "memory");
+}
+
+namespace asio = boost::asio;
+
+asio::awaitable<void> wait_for_an_hour(std::latch& waiting) {
+    asio::steady_timer timer(co_await asio::this_coro::executor, 1h);
+    waiting.count_down();
+    co_await timer.async_wait(asio::use_awaitable);
+}
+
+asio::awaitable<void> halfway_down(std::latch& waiting) {
+    co_await wait_for_an_hour(waiting);
+}
+
+asio::awaitable<int> top_of_the_chain(std::latch& waiting) {
+    co_await halfway_down(waiting);
+    co_return 1;
+}
+
+// Resumes itself forever: its chain changes all the time while the dump reads it.
+asio::awaitable<void> bounce(int depth, const std::atomic<bool>& stop) {
+    if (depth > 0) {
+        co_await bounce(depth - 1, stop);
+        co_return;
+    }
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    while (!stop) {
+        timer.expires_after(0s);
+        co_await timer.async_wait(asio::use_awaitable);
+    }
+}
+
+// The lines of `text` that hold each of `parts`, in the order of `parts`.
+bool in_order(const std::string& text, std::initializer_list<std::string> parts) {
+    std::size_t from = 0;
+    for (const auto& part : parts) {
+        from = text.find(part, from);
+        if (from == std::string::npos)
+            return false;
+        from += part.size();
+    }
+    return true;
 }
 
 } // namespace
@@ -161,4 +207,83 @@ TEST_CASE("children(with_stacks) shows the live stack of a thread child blocked 
 #endif
     test_holds.unlock();
     sup.wait();
+}
+
+TEST_CASE(
+    "children(with_stacks) shows a suspended coroutine child's await chain, innermost first") {
+    warden::supervisor sup{{.name = "chains"}};
+    std::latch waiting(2);
+    const unsigned line = __LINE__ + 1;
+    sup.spawn([&]() -> asio::awaitable<void> { co_await halfway_down(waiting); },
+              {.name = "void child"});
+    sup.spawn([&] { return top_of_the_chain(waiting); }, {.name = "int child"});
+    waiting.wait();
+    const auto live = sup.children(warden::with_stacks);
+    REQUIRE(live.size() == 2);
+    for (const auto& child : live) {
+        INFO(child.name << ":\n" << child.now);
+        CHECK(contains(child.now, "suspended in (innermost first):"));
+        CHECK(contains(child.now, "awaiting an Asio operation: "
+                                  "boost::asio::basic_waitable_timer::initiate_async_wait"));
+        // Each coroutine's name and where it is defined.
+        CHECK(in_order(child.now, {"initiate_async_wait", "wait_for_an_hour(std::latch&) at",
+                                   "test_dump.cpp:", "halfway_down(std::latch&) at"}));
+        // warden's own frames are not the user's.
+        CHECK_FALSE(contains(child.now, "warden::detail"));
+    }
+    CHECK(in_order(live[0].now, {"halfway_down", "test_dump.cpp:" + std::to_string(line)}));
+    CHECK(in_order(live[1].now, {"halfway_down", "top_of_the_chain(std::latch&) at"}));
+    CHECK(contains(sup.dump(), "wait_for_an_hour(std::latch&)"));
+    sup.cancel();
+    sup.wait();
+}
+
+TEST_CASE("a coroutine child stuck inside a handler is shown by its thread's live stack") {
+    warden::supervisor sup{{.name = "blocked handler"}};
+    std::mutex held;
+    std::unique_lock test_holds(held);
+    std::atomic<pid_t> tid{0};
+    sup.spawn(
+        [&]() -> asio::awaitable<void> {
+            tid = warden_test::this_thread_id();
+            // Blocks the thread that runs the coroutine: no await point to show.
+            take_the_lock_held_by_the_test(held);
+            co_return;
+        },
+        {.name = "blocks its thread"});
+    while (tid == 0)
+        std::this_thread::yield();
+    REQUIRE(warden_test::thread_is_asleep(tid));
+    const auto live = sup.children(warden::with_stacks);
+    REQUIRE(live.size() == 1);
+    const std::string& now = live[0].now;
+    INFO(now);
+    CHECK(contains(now, "running now: one of its handlers has not returned"));
+    CHECK(contains(now, "on thread " + std::to_string(tid.load())));
+#if !defined(__SANITIZE_THREAD__)
+    CHECK(contains(now, "take_the_lock_held_by_the_test"));
+#endif
+    test_holds.unlock();
+    sup.wait();
+}
+
+TEST_CASE("dumps race a coroutine child's frames being pushed and popped, and read them safely") {
+    // Each dump closes the child's gate, walks its frames and opens it again while the child
+    // resumes through a ten-deep chain as fast as it can; run under the sanitizers by CI.
+    warden::supervisor sup{{.name = "racing"}};
+    std::atomic<bool> stop{false};
+    for (int i = 0; i < 4; ++i)
+        sup.spawn([&stop, i]() -> asio::awaitable<void> { co_await bounce(10 + i, stop); });
+    int walked = 0;
+    const auto until = std::chrono::steady_clock::now() + 300ms;
+    const auto give_up = std::chrono::steady_clock::now() + 60s;
+    while ((std::chrono::steady_clock::now() < until || walked < 20) &&
+           std::chrono::steady_clock::now() < give_up) {
+        for (const auto& child : sup.children(warden::with_stacks))
+            if (contains(child.now, "bounce(int, std::atomic<bool> const&) at"))
+                ++walked;
+    }
+    stop = true;
+    sup.wait();
+    CHECK(walked >= 20);
 }

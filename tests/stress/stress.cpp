@@ -14,7 +14,8 @@
 //   - nothing is still running after join;
 //   - no thread, file descriptor or child process is left once the supervisor is gone.
 // Every fourth run is a nested run instead (nested_run below): supervisors inside children,
-// with extreme durations and a pool that cannot be created.
+// with extreme durations and a pool that cannot be created. Every eighth normal run has a
+// thread that dumps every supervisor (warden::dump_all) all through it.
 // It prints the number of runs and of violations; it exits 1 on any violation.
 
 #include <warden/warden.hpp>
@@ -347,6 +348,17 @@ run_result stress_run::execute() {
     const auto grace = std::uniform_int_distribution<int>(0, 1)(rng_) == 0
                            ? 5000ms
                            : std::chrono::milliseconds::max();
+    // Every eighth run dumps every supervisor over and over while it runs, is cancelled and
+    // is destroyed: a dump reads live threads' stacks and coroutines' frames, and must never
+    // crash, hang or change an outcome.
+    std::jthread dumper;
+    if (std::uniform_int_distribution<int>(0, 7)(rng_) == 0)
+        dumper = std::jthread([](std::stop_token stop) {
+            while (!stop.stop_requested()) {
+                [[maybe_unused]] const auto text = warden::dump_all();
+                std::this_thread::sleep_for(1ms);
+            }
+        });
     {
         warden::supervisor sup{warden::supervisor_options{
             .threads = 16, .capture = warden::capture::location, .cancel_grace = grace}};
@@ -473,6 +485,10 @@ run_result stress_run::execute() {
         for (const auto& f : sup.failures())
             if (!expected.contains(f.child) && !possible.contains(f.child))
                 fail("unexpected failure of " + f.child + ": " + f.what);
+    }
+    if (dumper.joinable()) {
+        dumper.request_stop();
+        dumper.join();
     }
     for (int m = 0; m < moments_; ++m) {
         ::close(fifo_fds[m]);
