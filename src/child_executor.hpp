@@ -10,7 +10,7 @@
 #include <boost/asio/query.hpp>
 #include <boost/asio/require.hpp>
 
-#include "await_chain.hpp"
+#include "coroutine_child.hpp"
 #include "core.hpp"
 
 namespace warden::detail {

@@ -26,7 +26,7 @@
 
 #include <fmt/format.h>
 
-#include "await_chain.hpp"
+#include "coroutine_child.hpp"
 #include "core.hpp"
 #include "leak_check.hpp"
 #include "process_state.hpp"

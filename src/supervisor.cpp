@@ -55,6 +55,7 @@
 
 #include "child_executor.hpp"
 #include "core.hpp"
+#include "coroutine_child.hpp"
 #include "log.hpp"
 #include "process_state.hpp"
 #include "registry.hpp"
@@ -281,7 +282,9 @@ void child_record::on_done(unique_function<void()> fn) {
     {
         std::lock_guard lock(mutex_);
         if (!done()) {
-            on_done_.push_back(std::move(fn));
+            if (!on_done_)
+                on_done_ = std::make_unique<std::vector<unique_function<void()>>>();
+            on_done_->push_back(std::move(fn));
             return;
         }
     }
@@ -458,7 +461,7 @@ void supervisor_core::child_finished(child_record& child, std::exception_ptr err
     failure_record* failure = nullptr;
     std::shared_ptr<failure_report> report;
     bool first = false;
-    std::vector<unique_function<void()>> callbacks;
+    std::unique_ptr<std::vector<unique_function<void()>>> callbacks;
     // The same exception object recorded before, by a nested supervisor or a sibling whose
     // task this child awaited: this report links to it, so it names the child that threw.
     std::shared_ptr<const failure_report> inner;
@@ -515,7 +518,7 @@ void supervisor_core::child_finished(child_record& child, std::exception_ptr err
             child.error_ = error;
             child.cancel_action_ = {};
             child.nested_.reset();
-            callbacks.swap(child.on_done_);
+            callbacks = std::move(child.on_done_);
             // Release: pairs with the acquire in done(); error_ and the value are visible.
             child.done_.store(true, std::memory_order_release);
         }
@@ -527,8 +530,9 @@ void supervisor_core::child_finished(child_record& child, std::exception_ptr err
                           first && options_.policy == policy::fail_fast);
     }
     child.done_.notify_all();
-    for (auto& callback : callbacks)
-        callback();
+    if (callbacks)
+        for (auto& callback : *callbacks)
+            callback();
 
     if (first && options_.policy == policy::fail_fast) {
         // The waiters were woken first: with 100k siblings, taking the list costs
@@ -1086,46 +1090,14 @@ void supervisor::admit(const std::shared_ptr<detail::child_record>& child, child
     core_->admit(child, kind, std::move(options.name), where);
 }
 
-namespace {
-
-// `body` is an awaitable<void>, or a callable returning one (kept in traced_body's frame,
-// which also lets the dump read the child's await chain).
-template <class Body>
-void start_coroutine_child(const std::shared_ptr<detail::child_record>& child, Body body) {
-    detail::child_record* record = child.get();
-    auto on_end = asio::bind_cancellation_slot(
-        record->cancel_signal_.slot(), [child](std::exception_ptr error) {
-            // co_spawn left its cancellation handler in the slot, holding the child's
-            // executor, which holds the record that holds the slot: a cycle to break here.
-            child->cancel_signal_.slot().clear();
-            child->owner_->child_finished(*child, std::move(error));
-        });
-    auto executor = record->owner_->executor();
-    auto traced = detail::traced_body(*record, std::move(body));
-    if (auto* io = executor.target<asio::io_context::executor_type>())
-        asio::co_spawn(detail::child_executor(*io, child), std::move(traced), std::move(on_end));
-    else
-        asio::co_spawn(detail::child_executor(executor, child), std::move(traced),
-                       std::move(on_end));
-    // Armed after co_spawn has connected the slot, so an early cancel is not lost. The
-    // signal is emitted where the coroutine runs: a slot is not thread-safe.
-    record->owner_->arm_cancel(*record, [child] {
-        detail::run_soon(child->owner_->executor(), [child] {
-            child->cancel_signal_.emit(asio::cancellation_type::terminal);
-        });
-    });
-}
-
-} // namespace
-
 void supervisor::start_coroutine(std::shared_ptr<detail::child_record> child,
                                  asio::awaitable<void> body) {
-    start_coroutine_child(child, std::move(body));
+    detail::co_spawn_child(child, std::move(body));
 }
 
 void supervisor::start_coroutine(std::shared_ptr<detail::child_record> child,
                                  detail::unique_function<asio::awaitable<void>()> body) {
-    start_coroutine_child(child, std::move(body));
+    detail::co_spawn_child(child, std::move(body));
 }
 
 void supervisor::start_blocking(std::shared_ptr<detail::child_record> child,

@@ -88,9 +88,10 @@ class child_record {
     // A coroutine child: the thread that last entered one of its handlers.
     std::atomic<int> running_on_{0};
     // A coroutine child: how many of its handlers run now, or the dump's mark while it reads
-    // the await chain (src/await_chain.hpp keeps the rule).
+    // the await chain (src/coroutine_child.hpp keeps the rule).
     std::atomic<std::uint32_t> handlers_running_{0};
-    // A coroutine child: the frame that runs its body, while it runs (src/await_chain.cpp).
+    // A coroutine child: its starter in co_spawn's entry frame, while that frame exists
+    // (src/coroutine_child.hpp).
     std::atomic<void*> await_anchor_{nullptr};
 
     // Only thread children whose body takes a std::stop_token get a stop_source.
@@ -99,8 +100,9 @@ class child_record {
     // A coroutine child's cancellation slot is bound to this signal; emitted on the
     // supervisor's executor by its cancel action.
     boost::asio::cancellation_signal cancel_signal_;
-    std::vector<unique_function<void()>> on_done_; // guarded by mutex_
-    std::exception_ptr error_;                     // written before done_
+    // Most children have no callback: a vector only when one is added. Guarded by mutex_.
+    std::unique_ptr<std::vector<unique_function<void()>>> on_done_;
+    std::exception_ptr error_; // written before done_
     // The task::get this child is blocked in, woken by its cancellation; guarded by mutex_.
     blocked_wait* blocked_wait_ = nullptr;
     // Supervisors created while this child ran (on its thread or in its coroutine): cancelling

@@ -1,12 +1,16 @@
 #pragma once
 
-// A coroutine child's await chain: the coroutines it is suspended in, innermost first, read
-// from Asio's own frames by the dump (docs/hang-reports.md, "Coroutine children").
+// Coroutine children: how they are started (co_spawn_child), and their await chain (the
+// coroutines a child is suspended in, innermost first), read from Asio's own frames by the
+// dump (docs/hang-reports.md, "Coroutine children").
 //
-// Asio keeps one stack of frames per co_spawn: the entry frame holds the top of the stack,
-// and each frame links to its caller. warden runs each coroutine child's body inside a frame
-// of its own (traced_body) that publishes itself to the child's record while the body runs;
-// the dump walks from the entry frame's top down to that frame.
+// co_spawn runs each coroutine in a stack of frames whose bottom, the entry frame, holds the
+// top of the stack; each frame links to its caller. warden's starter object lives in the
+// entry frame (co_spawn keeps the callable it is given there) and publishes its own address
+// to the child's record when co_spawn calls it; its destructor, run when the entry frame is
+// destroyed, withdraws it. The entry frame is found from the starter's address by an offset
+// measured once per process, by a probe coroutine that asks Asio for its own frame. So a
+// child pays for no coroutine frame of warden's own.
 //
 // Frames are pushed and popped only while the coroutine runs, and a coroutine child runs
 // only inside a handler of its child_executor. Every such handler passes through a gate
@@ -17,6 +21,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -57,11 +62,10 @@ class handler_gate {
     std::atomic<std::uint32_t>& gate_;
 };
 
-// A coroutine child's body, run inside a frame that publishes the child's await chain for
-// as long as the body runs.
-boost::asio::awaitable<void> traced_body(child_record& child, boost::asio::awaitable<void> body);
-boost::asio::awaitable<void> traced_body(child_record& child,
-                                         unique_function<boost::asio::awaitable<void>()> make_body);
+// Starts a coroutine child on its supervisor's executor, through its child_executor. The
+// body is an awaitable<void>, or a callable that makes one (kept for the coroutine's life).
+template <class Body>
+void co_spawn_child(const std::shared_ptr<child_record>& child, Body body);
 
 struct await_chain {
     enum class state {
