@@ -10,8 +10,8 @@
 #include <boost/asio/query.hpp>
 #include <boost/asio/require.hpp>
 
-#include "coroutine_child.hpp"
 #include "core.hpp"
+#include "coroutine_child.hpp"
 
 namespace warden::detail {
 
@@ -81,7 +81,10 @@ class child_executor {
             current_child_scope scope(child.get());
             inline_depth_guard depth;
             handler_gate gate(*child);
-            child->running_on_.store(this_thread_id(), std::memory_order_relaxed);
+            // Written only when it changes: most handlers of a child run on one thread.
+            if (const int tid = this_thread_id();
+                child->running_on_.load(std::memory_order_relaxed) != tid)
+                child->running_on_.store(tid, std::memory_order_relaxed);
             std::move(f)();
         };
         if (inline_depth_guard::depth() < max_inline_depth)

@@ -251,7 +251,8 @@ await_chain read_await_chain(child_record& child, std::chrono::steady_clock::tim
     } catch (...) {
         chain.frames.clear();
     }
-    gate.store(0, std::memory_order_release);
+    // Handlers that stepped in and out meanwhile have left the count as it was.
+    gate.fetch_sub(gate_closed_for_walk, std::memory_order_release);
     gate.notify_all();
 #endif
     return chain;

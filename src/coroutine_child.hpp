@@ -35,23 +35,19 @@ namespace warden::detail {
 inline constexpr std::uint32_t gate_closed_for_walk = std::uint32_t{1} << 31;
 
 // Held by each handler of a coroutine child while it runs (handlers of one child may run
-// at once on a multi-threaded executor, and nest on one thread: the gate counts them).
+// at once on a multi-threaded executor, and nest on one thread: the gate counts them). One
+// atomic add to enter and one to leave; a handler that finds a walk in progress steps back
+// out and waits for it.
 class handler_gate {
   public:
     explicit handler_gate(child_record& child) noexcept
         : gate_(child.handlers_running_) {
-        std::uint32_t seen = gate_.load(std::memory_order_relaxed);
-        for (;;) {
-            if (seen == gate_closed_for_walk) {
-                // A walk reads a few pointers: this waits microseconds, never for a dump's
-                // symbolising or formatting.
+        while ((gate_.fetch_add(1, std::memory_order_acquire) & gate_closed_for_walk) != 0) {
+            // A walk reads a few pointers: this waits microseconds, never for a dump's
+            // symbolising or formatting.
+            const std::uint32_t seen = gate_.fetch_sub(1, std::memory_order_relaxed) - 1;
+            if ((seen & gate_closed_for_walk) != 0)
                 gate_.wait(seen, std::memory_order_relaxed);
-                seen = gate_.load(std::memory_order_relaxed);
-                continue;
-            }
-            if (gate_.compare_exchange_weak(seen, seen + 1, std::memory_order_acquire,
-                                            std::memory_order_relaxed))
-                break;
         }
     }
     ~handler_gate() { gate_.fetch_sub(1, std::memory_order_release); }
