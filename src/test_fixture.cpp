@@ -144,8 +144,11 @@ void test_scope::check_leaks() {
                 break;
             std::this_thread::sleep_for(std::chrono::milliseconds(2));
         }
-        for (pid_t tid : candidates)
-            found.push_back(describe_thread(tid));
+        for (pid_t tid : candidates) {
+            auto thread = describe_thread(tid);
+            thread.stack = thread_stack(tid);
+            found.push_back(std::move(thread));
+        }
     }
     for (const auto& l : found) {
         const bool is_process = l.what == leak::kind::process;
