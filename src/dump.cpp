@@ -26,8 +26,8 @@
 
 #include <fmt/format.h>
 
-#include "coroutine_child.hpp"
 #include "core.hpp"
+#include "coroutine_child.hpp"
 #include "leak_check.hpp"
 #include "process_state.hpp"
 #include "registry.hpp"
