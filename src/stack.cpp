@@ -279,8 +279,14 @@ void stop_using_libunwind() noexcept {
 }
 
 int capture_frames_in_handler(void** buffer, int size) noexcept {
+#if !defined(__SANITIZE_ADDRESS__)
     if (const unw_backtrace_function unw_backtrace = usable_unw_backtrace())
         return unw_backtrace(buffer, size);
+#else
+    // Observed: once libunwind has walked a thread's stack in this handler, and that thread
+    // is still running at exit, LeakSanitizer's exit-time check crashes ("Tracer caught
+    // signal 11"); glibc's unwinder leaves nothing behind that disturbs it.
+#endif
     return ::backtrace(buffer, size);
 }
 
