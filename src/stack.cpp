@@ -279,22 +279,17 @@ void stop_using_libunwind() noexcept {
 }
 
 int capture_frames_in_handler(void** buffer, int size) noexcept {
-#if !defined(__SANITIZE_ADDRESS__)
-    if (const unw_backtrace_function unw_backtrace = usable_unw_backtrace())
-        return unw_backtrace(buffer, size);
-#else
-    // Observed: once libunwind has walked a thread's stack in this handler, and that thread
-    // is still running at exit, LeakSanitizer's exit-time check crashes ("Tracer caught
-    // signal 11"); glibc's unwinder leaves nothing behind that disturbs it.
-#endif
+    // Not libunwind, whatever is loaded: its first walk on a thread allocates that thread's
+    // copy of libunwind's thread-local data (libunwind.so is loaded by dlopen, so its TLS is
+    // made on first use, with malloc). A thread interrupted inside malloc then deadlocks on
+    // its own arena lock in the handler; the stress test's dumping thread found it. (Under
+    // ASan it also crashed LeakSanitizer's exit-time check.)
     return ::backtrace(buffer, size);
 }
 
 void prepare_signal_capture() noexcept {
-    // Both ways' first use allocates (the function-local static, libgcc_s loaded by dlopen):
-    // done here, outside any handler.
+    // The first use loads libgcc_s by dlopen: done here, outside any handler.
     void* frames[4];
-    (void)usable_unw_backtrace();
     (void)::backtrace(frames, 4);
 }
 

@@ -23,8 +23,9 @@ std::shared_ptr<const stack_capture> capture_stack(std::size_t skip);
 // its captures take Boost's way from then on. Async-signal-safe.
 void stop_using_libunwind() noexcept;
 // Raw frames of the calling thread into `buffer`, from a signal handler: async-signal-safe
-// once prepare_signal_capture() has run (libunwind's unw_backtrace where it is loaded, else
-// glibc's backtrace(), whose first call loads libgcc_s). Returns how many.
+// once prepare_signal_capture() has run (glibc's backtrace(), whose first call loads
+// libgcc_s; libgcc finds frame tables with _dl_find_object, which takes no lock and does not
+// allocate). Returns how many.
 int capture_frames_in_handler(void** buffer, int size) noexcept;
 void prepare_signal_capture() noexcept;
 // "0# function at file:line" lines.
