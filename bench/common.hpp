@@ -20,6 +20,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include <sys/wait.h>
@@ -158,14 +159,13 @@ inline spdlog::logger& warden_logger() {
     return *logger;
 }
 
-// Runs fn() once in a freshly forked copy of this process and returns its wall-clock time in
-// ms. 100k children leave glibc's heap in a state that makes the next 100k several times
-// faster or slower depending on what ran before (measured: the same loop takes 36 to 95 ms
-// by repetition index in one process, 82 to 95 ms when each repetition has a fresh process),
-// so each repetition of a throughput figure starts from the same heap, for warden and
-// baseline alike. The caller must have no threads of its own (fork copies only this one).
+// Runs fn() once in a freshly forked copy of this process and returns what it returned (a
+// trivially copyable value, sent back through a pipe). The caller must have no threads of
+// its own (fork copies only this one).
 template <class Fn>
-double run_in_fresh_process_ms(Fn&& fn) {
+auto run_in_fresh_process(Fn&& fn) {
+    using result = decltype(fn());
+    static_assert(std::is_trivially_copyable_v<result>);
     int fds[2];
     if (::pipe(fds) != 0)
         std::abort();
@@ -174,16 +174,13 @@ double run_in_fresh_process_ms(Fn&& fn) {
         std::abort();
     if (pid == 0) {
         ::close(fds[0]);
-        const auto start = bench_clock::now();
-        fn();
-        const double ms =
-            std::chrono::duration<double, std::milli>(bench_clock::now() - start).count();
-        const bool written = ::write(fds[1], &ms, sizeof ms) == static_cast<ssize_t>(sizeof ms);
+        const result r = fn();
+        const bool written = ::write(fds[1], &r, sizeof r) == static_cast<ssize_t>(sizeof r);
         std::_Exit(written ? 0 : 1);
     }
     ::close(fds[1]);
-    double ms = -1;
-    const bool read_ok = ::read(fds[0], &ms, sizeof ms) == static_cast<ssize_t>(sizeof ms);
+    result r{};
+    const bool read_ok = ::read(fds[0], &r, sizeof r) == static_cast<ssize_t>(sizeof r);
     ::close(fds[0]);
     int status = 0;
     ::waitpid(pid, &status, 0);
@@ -191,7 +188,22 @@ double run_in_fresh_process_ms(Fn&& fn) {
         std::fprintf(stderr, "bench: a repetition failed (status %d)\n", status);
         std::abort();
     }
-    return ms;
+    return r;
+}
+
+// Runs fn() once in a freshly forked copy of this process and returns its wall-clock time in
+// ms. 100k children leave glibc's heap in a state that makes the next 100k several times
+// faster or slower depending on what ran before (measured: the same loop takes 36 to 95 ms
+// by repetition index in one process, 82 to 95 ms when each repetition has a fresh process),
+// so each repetition of a throughput figure starts from the same heap, for warden and
+// baseline alike.
+template <class Fn>
+double run_in_fresh_process_ms(Fn&& fn) {
+    return run_in_fresh_process([&fn] {
+        const auto start = bench_clock::now();
+        fn();
+        return std::chrono::duration<double, std::milli>(bench_clock::now() - start).count();
+    });
 }
 
 // Registers `fn` as a Google Benchmark whose every repetition is one run of the whole workload

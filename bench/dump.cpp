@@ -27,9 +27,6 @@
 #include <thread>
 #include <vector>
 
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -69,34 +66,6 @@ series time_dumps(const warden::supervisor& sup, int count) {
     const std::vector<double> later(ms.begin() + 1, ms.end());
     return {ms.front(), percentile(later, 50), *std::max_element(later.begin(), later.end()),
             bytes};
-}
-
-// Runs one series in a forked copy of this process (which has no threads of its own).
-template <class Fn>
-series in_fresh_process(Fn fn) {
-    int fds[2];
-    if (::pipe(fds) != 0)
-        std::abort();
-    const pid_t pid = ::fork();
-    if (pid < 0)
-        std::abort();
-    if (pid == 0) {
-        ::close(fds[0]);
-        const series s = fn();
-        const bool written = ::write(fds[1], &s, sizeof s) == static_cast<ssize_t>(sizeof s);
-        std::_Exit(written ? 0 : 1);
-    }
-    ::close(fds[1]);
-    series s;
-    const bool read_ok = ::read(fds[0], &s, sizeof s) == static_cast<ssize_t>(sizeof s);
-    ::close(fds[0]);
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    if (!read_ok || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        std::fprintf(stderr, "bench_dump: a series failed (status %d)\n", status);
-        std::abort();
-    }
-    return s;
 }
 
 void emit_series(const std::string& what, const series& s, int count) {
@@ -223,15 +192,16 @@ int main(int argc, char** argv) {
     const int count = smoke ? 2 : 21;
 
     emit_series("100 blocked thread children",
-                in_fresh_process([count] { return thread_dumps(100, count); }), count);
+                run_in_fresh_process([count] { return thread_dumps(100, count); }), count);
     emit_series("10,000 suspended coroutine children",
-                in_fresh_process([count] { return coroutine_dumps(10'000, count); }), count);
-    emit_series("100,000 suspended coroutine children", in_fresh_process([count, smoke] {
+                run_in_fresh_process([count] { return coroutine_dumps(10'000, count); }), count);
+    emit_series("100,000 suspended coroutine children", run_in_fresh_process([count, smoke] {
                     return coroutine_dumps(smoke ? 10'000 : 100'000, count);
                 }),
                 count);
-    emit_series("50 sleeping processes",
-                in_fresh_process([count, smoke] { return process_dumps(smoke ? 5 : 50, count); }),
+    emit_series("50 sleeping processes", run_in_fresh_process([count, smoke] {
+                    return process_dumps(smoke ? 5 : 50, count);
+                }),
                 count);
 
     const int children = 100;
