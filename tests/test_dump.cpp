@@ -62,6 +62,17 @@ asio::awaitable<void> bounce(int depth, const std::atomic<bool>& stop) {
     }
 }
 
+// The `now` of the supervisor's one child, once the thread `tid` (set by the child) is asleep
+// in the kernel: inside the lock it takes, not on its way to it.
+std::string now_once_asleep(const warden::supervisor& sup, const std::atomic<pid_t>& tid) {
+    while (tid == 0)
+        std::this_thread::yield();
+    REQUIRE(warden_test::thread_is_asleep(tid));
+    const auto live = sup.children(warden::with_stacks);
+    REQUIRE(live.size() == 1);
+    return live[0].now;
+}
+
 // The lines of `text` that hold each of `parts`, in the order of `parts`.
 bool in_order(const std::string& text, std::initializer_list<std::string> parts) {
     std::size_t from = 0;
@@ -185,13 +196,7 @@ TEST_CASE("children(with_stacks) shows the live stack of a thread child blocked 
             take_the_lock_held_by_the_test(held);
         },
         {.name = "waits for the mutex"});
-    // Asleep in the kernel: inside the lock, not on its way to it.
-    while (tid == 0)
-        std::this_thread::yield();
-    REQUIRE(warden_test::thread_is_asleep(tid));
-    const auto live = sup.children(warden::with_stacks);
-    REQUIRE(live.size() == 1);
-    const std::string& now = live[0].now;
+    const std::string now = now_once_asleep(sup, tid);
     INFO(now);
     CHECK(contains(now, "on thread " + std::to_string(tid.load())));
 #if defined(__SANITIZE_THREAD__)
@@ -251,12 +256,7 @@ TEST_CASE("a coroutine child stuck inside a handler is shown by its thread's liv
             co_return;
         },
         {.name = "blocks its thread"});
-    while (tid == 0)
-        std::this_thread::yield();
-    REQUIRE(warden_test::thread_is_asleep(tid));
-    const auto live = sup.children(warden::with_stacks);
-    REQUIRE(live.size() == 1);
-    const std::string& now = live[0].now;
+    const std::string now = now_once_asleep(sup, tid);
     INFO(now);
     CHECK(contains(now, "running now: one of its handlers has not returned"));
     CHECK(contains(now, "on thread " + std::to_string(tid.load())));
