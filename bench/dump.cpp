@@ -7,7 +7,7 @@
 //    A dump lists 32 children in full and counts the rest. Each series runs in a fresh
 //    process, so its first dump is a process's first: it loads the debug information that
 //    symbolising needs. Targets: the first dump < 1 s, the slowest of the later ones
-//    < 100 ms ("well under a second" in the issue).
+//    < 100 ms, well under a second.
 // 2. What the dump costs a program that never dumps: every handler of a coroutine child
 //    passes the await chain's gate (one atomic add to enter, one to leave). Its cost per
 //    handler, timed in a loop, against one resumption of a raw co_spawned coroutine (a
@@ -234,7 +234,7 @@ int main(int argc, char** argv) {
           warden_ms, raw_ms, "ms", "-", verdict::info,
           fmt::format("median of {} interleaved repetitions; supervisor on the caller's "
                       "io_context; every resumption passes child_executor (current child, "
-                      "inline depth, the gate): issue 14's ground",
+                      "inline depth, the gate)",
                       repetitions)});
     return 0;
 }

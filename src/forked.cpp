@@ -94,8 +94,8 @@ void flush_output() noexcept {
 constexpr int failure_pipe_fd = STDERR_FILENO + 1;
 constexpr int crash_pipe_fd = STDERR_FILENO + 2;
 
-// The contract lets no descriptor of the parent but 0-2 reach a child, and a fork copies them
-// all: the application's files and sockets, warden's epoll, eventfd and timerfd, other
+// No descriptor of the parent but 0-2 may reach a child (docs/processes.md), and a fork copies
+// them all: the application's files and sockets, warden's epoll, eventfd and timerfd, other
 // children's pidfds and pipe ends (a sibling's pipe held open here would also delay its EOF),
 // libunwind's pipe. So the child's two pipes move to 3 and 4 and everything above goes.
 // libunwind keeps the numbers of its pipe, which a later open() in f may reuse, and reads and
