@@ -6,7 +6,8 @@
 // first statement of its catch block. Fresh default-constructed supervisor per trial, so the
 // crash handler's report travels the whole way: crash handler in the child, reaping, the
 // parent's report, the wake-up of wait(). Target rows: capture::location, logger "warden"
-// off; defaults (capture::stacktrace, logger on) for information.
+// off; and the defaults (capture::stacktrace, logger on), the first crash of a process
+// included.
 //
 // The trials run in batches of 25, each in a new copy of this program (`--batch`), and the
 // first crash of each batch is a warm-up, reported on a row of its own: it is the first
@@ -150,10 +151,10 @@ std::vector<double> run_batch(std::size_t trials, std::size_t warmup, const char
 
 std::vector<double> run_batches(std::size_t trials, std::size_t batch, const char* mode,
                                 bool log_on, long& rss_growth_mb,
-                                std::vector<double>& first_crashes) {
+                                std::vector<double>& first_crashes, std::size_t warmup = 1) {
     std::vector<double> all;
     for (std::size_t done = 0; done < trials; done += batch) {
-        auto part = run_batch(std::min(batch, trials - done), 1, mode, log_on, rss_growth_mb,
+        auto part = run_batch(std::min(batch, trials - done), warmup, mode, log_on, rss_growth_mb,
                               first_crashes);
         if (part.empty())
             return {};
@@ -196,8 +197,7 @@ int batch_main(char** argv) {
         return 1;
     for (double t : samples)
         std::printf("%.3f\n", t);
-    if (warmup > 0)
-        std::printf("first %.3f\n", first);
+    std::printf("first %.3f\n", first);
     std::printf("rss %ld\n", (resident_kb() - rss_before) / 1024);
     return 0;
 }
@@ -209,8 +209,9 @@ int main(int argc, char** argv) {
         return batch_main(argv);
     const bool smoke = take_smoke_flag(argc, argv);
     const std::size_t trials = smoke ? 10 : 200;
-    const std::size_t default_trials = smoke ? 3 : 50;
+    const std::size_t default_trials = smoke ? 3 : 100;
     constexpr std::size_t batch = 25;
+    constexpr std::size_t defaults_batch = 5; // 20 first crashes among the 100
 
     // The same crash on a supervisor whose I/O thread has built a report before: batches of
     // 20 crashes on one supervisor under policy::collect, after one warm-up crash, each batch
@@ -250,15 +251,25 @@ int main(int argc, char** argv) {
                           "by up to {} MB per batch",
                           reused.size(), percentile(reused, 50), reuse_growth_mb)});
 
+    // With the defaults, and no warm-up: the first crash of each process is one of the trials
+    // (the crash stack and the report are symbolised when first read, not on the way here).
     long defaults_growth_mb = 0;
     std::vector<double> defaults_first;
-    const auto defaults =
-        run_batches(default_trials, batch, "stacktrace", true, defaults_growth_mb, defaults_first);
-    if (!defaults.empty())
-        emit({"forked child SIGSEGV -> parent's error, defaults, p99", percentile(defaults, 99),
-              std::nullopt, "us", "-", verdict::info,
-              fmt::format("{} trials; capture::stacktrace; logger \"warden\" at its default "
-                          "level (stderr)",
-                          default_trials)});
+    const auto defaults = run_batches(default_trials, defaults_batch, "stacktrace", true,
+                                      defaults_growth_mb, defaults_first, 0);
+    if (!defaults.empty()) {
+        const std::string defaults_note = fmt::format(
+            "{} trials in batches of {} per process, the first crash of each process included; "
+            "capture::stacktrace; logger \"warden\" at its default level (stderr)",
+            default_trials, defaults_batch);
+        const double p99 = percentile(defaults, 99);
+        emit({"forked child SIGSEGV -> parent's error, defaults, p99", p99, std::nullopt, "us",
+              "< 5000 us", check(p99 < 5000), defaults_note});
+        const double first_p99 = percentile(defaults_first, 99);
+        emit({"forked child SIGSEGV -> parent's error, defaults, first crash of a process, p99",
+              first_p99, std::nullopt, "us", "< 5000 us", check(first_p99 < 5000),
+              fmt::format("the first crash of each of the {} processes above",
+                          defaults_first.size())});
+    }
     return 0;
 }

@@ -32,15 +32,23 @@ class process;
 namespace warden::detail {
 
 class process_state;
+class pending_report;
 
-// A failure as the supervisor keeps it. Two parts of the report are filled in once, by
-// whoever needs them first, after the waiters have been woken: what() and the type name
-// (microseconds), and the symbolised spawn stack (milliseconds).
+// A failure as the supervisor keeps it. Two parts of the report are filled in by whoever
+// reads the report first, never on the way to the waiters: what() and the type name
+// (microseconds), and the symbolised spawn stack (milliseconds). Each is made without a lock
+// and published under `mutex` (two readers at once may both make it; the first is kept): a
+// reader holding a lock while it symbolises would wait for the symbolising thread, which may
+// be writing this very report for the log. Shared: a report written after the supervisor is
+// gone (report_for in a catch block outside its scope) reads it.
 struct failure_record {
-    failure_report report;
+    failure_report report; // what, type and origin.stacktrace: under `mutex` once published
     std::shared_ptr<const stack_capture> spawn_stack;
-    std::once_flag described;
-    std::once_flag symbolised;
+    std::mutex mutex;
+    bool described = false;
+    bool symbolised = false;
+    // The report of the same exception object in the child it came up from, if any.
+    std::shared_ptr<pending_report> passed_up_from;
     bool observed = false; // thrown by a wait; guarded by the supervisor's mutex
 };
 
@@ -220,8 +228,8 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
     // What a report needs from the table, taken under the lock and finished after it (what()
     // and the type name take microseconds, symbols milliseconds).
     struct report_draft {
-        failure_record* record = nullptr;
-        std::vector<failure_record*> later; // the first failure's suppressed ones
+        std::shared_ptr<failure_record> record;
+        std::vector<std::shared_ptr<failure_record>> later; // the first failure's suppressed ones
         std::vector<std::string> stragglers;
     };
     enum class verdict { keep_waiting, finished, throw_error };
@@ -264,10 +272,9 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
     void shutdown() noexcept;
 
   private:
-    report_draft draft_locked(failure_record& r, bool with_stragglers) const;
-    failure_report finish(report_draft draft) const;
-    void describe(failure_record& r) const;
-    void symbolise(failure_record& r) const;
+    report_draft draft_locked(const std::shared_ptr<failure_record>& r, bool with_stragglers) const;
+    // Needs nothing of the supervisor: it may run after the supervisor is gone.
+    static failure_report finish(const report_draft& draft);
     // Without the spawn stack, which is symbolised only where a report needs it.
     warden::origin origin_of(const child_record& child) const;
     std::vector<running_child>
@@ -294,7 +301,7 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
 
     // How many children a report or a join_timeout names, the longest running first.
     static constexpr std::size_t max_listed = 32;
-    // How many finished children the dump remembers; the contract asks for at least 8.
+    // How many finished children the dump remembers; docs/hang-reports.md promises at least 8.
     static constexpr std::size_t recent_capacity = 16;
     // Ends the caller's critical section, then wakes wait_until (every change); `settled`
     // also wakes join and wait: every child done, a failure, or a cancel. Waking after the
@@ -302,6 +309,7 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
     // `request_stop` requests stop on stop_token() before anyone is woken.
     void notify_and_unlock(std::unique_lock<std::mutex>& lock, bool settled, bool request_stop);
     void wait_for_children_to_end(std::unique_lock<std::mutex>& lock);
+    void log_in_background(std::shared_ptr<pending_report> report, bool first);
 
     supervisor_options options_;
     mutable std::optional<boost::asio::io_context> own_io_; // mutable: get_executor() is not const
@@ -317,10 +325,9 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
     enum class phase { open, cancelled, failed } phase_ = phase::open;
     live_list live_;
     std::uint64_t next_id_ = 0;
-    // deque: records never move; first is first. mutable: a record's symbolised stack is a
-    // cache filled on first hand-out, by const accessors too.
-    mutable std::deque<failure_record> failures_;
+    std::deque<std::shared_ptr<failure_record>> failures_; // the first is first
     std::chrono::steady_clock::time_point failed_at_;
+    int reports_being_logged_ = 0; // failures whose log line is still being written
     std::uint64_t notifications_ = 0;
     std::uint64_t settlements_ = 0;
     std::vector<unique_function<void()>> change_waiters_;

@@ -144,19 +144,21 @@ void install_crash_handlers(int fd) noexcept {
     }
 }
 
-std::string symbolise_crash_dump(std::string_view raw) {
+std::vector<const void*> crash_dump_frames(std::string_view raw) {
     // Twice what a child of ours writes: anything longer is not our dump, and symbolising a
     // megabyte of junk would only make the report slow and unreadable.
     constexpr std::size_t max_frames = 2 * (max_dump_frames + 1);
     const std::size_t count = std::min(raw.size() / sizeof(void*), max_frames);
-    if (count == 0) {
-        return {};
-    }
     // The pipe's bytes sit in a char buffer, unaligned for pointers, and may end in a partial
     // pointer from a cut-short write, which is dropped.
     std::vector<const void*> frames(count);
     std::memcpy(frames.data(), raw.data(), count * sizeof(void*));
-    return symbolise_frames(frames);
+    return frames;
+}
+
+std::string symbolise_crash_dump(std::string_view raw) {
+    const auto frames = crash_dump_frames(raw);
+    return frames.empty() ? std::string() : symbolise_frames(frames);
 }
 
 // Not inlined, so that skipping exactly one frame always means skipping this function.

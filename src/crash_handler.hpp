@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace warden::detail {
 
@@ -25,6 +26,8 @@ void install_crash_handlers(int fd) noexcept;
 // process and so has the same address-space layout. Empty or malformed input gives what can be
 // made of it, often an empty string, and never a crash.
 std::string symbolise_crash_dump(std::string_view raw);
+// The same bytes as addresses, not yet symbolised (at most twice what a child of ours writes).
+std::vector<const void*> crash_dump_frames(std::string_view raw);
 
 // For the exception path in the child: the stack of the calling thread as text, starting at the
 // caller (plus `skip` frames further out), at most `max_depth` frames.

@@ -6,6 +6,7 @@
 #include <fmt/chrono.h>
 #include <fmt/format.h>
 
+#include "crash_text.hpp"
 #include "registry.hpp"
 
 namespace warden {
@@ -91,19 +92,43 @@ process_error::process_error(std::vector<std::string> argv, int pid, int exit_co
     , exit_code_(exit_code)
     , output_tail_(std::move(output_tail)) {}
 
+namespace {
+
+std::string crashed_message(const std::vector<std::string>& argv, int pid, int signal,
+                            bool core_dumped, const std::vector<std::string>& output_tail) {
+    return fmt::format("process `{}` (pid {}) killed by {} ({}){}{}", join_argv(argv), pid,
+                       warden::signal_name(signal), signal, core_dumped ? ", core dumped" : "",
+                       tail_text(output_tail));
+}
+
+} // namespace
+
 process_crashed::process_crashed(std::vector<std::string> argv, int pid, int signal,
                                  bool core_dumped, std::vector<std::string> output_tail,
                                  std::string crash_stack)
-    : std::runtime_error(fmt::format("process `{}` (pid {}) killed by {} ({}){}{}{}",
-                                     join_argv(argv), pid, warden::signal_name(signal), signal,
-                                     core_dumped ? ", core dumped" : "", tail_text(output_tail),
-                                     crash_stack.empty() ? "" : "\n  crash stack:\n" + crash_stack))
+    : process_crashed(std::move(argv), pid, signal, core_dumped, std::move(output_tail),
+                      std::make_shared<detail::crash_text>(std::move(crash_stack))) {}
+
+process_crashed::process_crashed(std::vector<std::string> argv, int pid, int signal,
+                                 bool core_dumped, std::vector<std::string> output_tail,
+                                 std::shared_ptr<detail::crash_text> crash_frames)
+    : std::runtime_error(crashed_message(argv, pid, signal, core_dumped, output_tail))
     , argv_(std::move(argv))
     , pid_(pid)
     , signal_(signal)
     , core_dumped_(core_dumped)
     , output_tail_(std::move(output_tail))
-    , crash_stack_(std::move(crash_stack)) {}
+    , crash_(std::move(crash_frames)) {}
+
+const char* process_crashed::what() const noexcept {
+    const char* head = std::runtime_error::what();
+    const std::string& message = crash_->message(head);
+    return message.empty() ? head : message.c_str();
+}
+
+const std::string& process_crashed::crash_stack() const noexcept {
+    return crash_->stack();
+}
 
 std::string process_crashed::signal_name() const {
     return warden::signal_name(signal_);

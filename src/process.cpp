@@ -48,6 +48,7 @@
 
 #include "core.hpp"
 #include "crash_handler.hpp"
+#include "crash_text.hpp"
 #include "log.hpp"
 #include "process_state.hpp"
 #include "remote_failure.hpp"
@@ -488,9 +489,9 @@ std::exception_ptr process_state::make_outcome(const std::string& crash) {
         return std::make_exception_ptr(process_error(argv_, pid_, code, std::move(tail)));
     }
     if (WIFSIGNALED(s))
-        return std::make_exception_ptr(process_crashed(argv_, pid_, WTERMSIG(s), WCOREDUMP(s) != 0,
-                                                       std::move(tail),
-                                                       symbolise_crash_dump(crash)));
+        return std::make_exception_ptr(
+            process_crashed(argv_, pid_, WTERMSIG(s), WCOREDUMP(s) != 0, std::move(tail),
+                            std::make_shared<crash_text>(crash_dump_frames(crash))));
     return std::make_exception_ptr(process_error(argv_, pid_, -1, std::move(tail)));
 }
 

@@ -53,7 +53,7 @@ namespace {
 constexpr std::size_t registry_capacity = 1024;
 
 std::mutex registry_mutex;
-std::deque<std::shared_ptr<const failure_report>> registry;
+std::deque<std::shared_ptr<pending_report>> registry;
 
 std::mutex test_mutex;
 // Shared, not copied into every child's record: a test name is usually too long for the
@@ -62,11 +62,30 @@ std::shared_ptr<const std::string> test_name;
 
 } // namespace
 
-void register_report(std::shared_ptr<const failure_report> report) {
+std::shared_ptr<const failure_report> pending_report::get() {
+    {
+        std::lock_guard lock(mutex_);
+        if (report_)
+            return report_;
+    }
+    auto written = std::make_shared<const failure_report>(write_());
+    std::lock_guard lock(mutex_);
+    if (!report_)
+        report_ = std::move(written);
+    return report_;
+}
+
+std::shared_ptr<pending_report> register_report(std::exception_ptr error,
+                                                unique_function<failure_report()> write) {
+    auto entry = std::make_shared<pending_report>(std::move(error), std::move(write));
+    std::shared_ptr<pending_report> dropped; // destroyed after the unlock: it holds user objects
     std::lock_guard lock(registry_mutex);
-    registry.push_back(std::move(report));
-    if (registry.size() > registry_capacity)
+    registry.push_back(entry);
+    if (registry.size() > registry_capacity) {
+        dropped = std::move(registry.front());
         registry.pop_front();
+    }
+    return entry;
 }
 
 } // namespace detail
@@ -154,21 +173,30 @@ const failure_report& failure_report::innermost() const noexcept {
 
 namespace detail {
 
-std::shared_ptr<const failure_report> find_report(const std::exception_ptr& error) noexcept {
+std::shared_ptr<pending_report> find_report(const std::exception_ptr& error) noexcept {
     if (!error)
         return nullptr;
     std::lock_guard lock(registry_mutex);
     // Newest first: a failure is registered again, with its suppressed list, when thrown.
     for (auto it = registry.rbegin(); it != registry.rend(); ++it)
-        if ((*it)->error == error)
+        if ((*it)->error() == error)
             return *it;
     return nullptr;
 }
 
 } // namespace detail
 
+// The pointer stays valid while the registry holds the entry: for the last 1024 failures.
 const failure_report* report_for(const std::exception_ptr& error) noexcept {
-    return detail::find_report(error).get();
+    auto entry = detail::find_report(error);
+    if (!entry)
+        return nullptr;
+    try {
+        // The registry's entry keeps the report alive, as the contract for the pointer says.
+        return entry->get().get();
+    } catch (...) {
+        return nullptr; // out of memory while writing it: no report rather than a crash
+    }
 }
 
 void set_current_test(std::string name) {

@@ -135,6 +135,22 @@ class symbolising_thread {
         return text.get();
     }
 
+    // False once exit has begun: then the caller runs the job itself.
+    bool post(unique_function<void()>& job) {
+        {
+            const std::lock_guard lock(mutex_);
+            if (stopping_) {
+                return false;
+            }
+            requests_.emplace_back([job = std::move(job)]() mutable {
+                job();
+                return std::string();
+            });
+        }
+        wake_.notify_one();
+        return true;
+    }
+
   private:
     void serve() {
         is_symbolising_thread = true;
@@ -309,6 +325,16 @@ std::string symbolise_frames(std::span<const void* const> frames) {
         return shared->symbolise(frames);
     }
     return symbolise_on_this_thread(frames);
+}
+
+void run_on_symbolising_thread(unique_function<void()> job) {
+    if (symbolising_thread* shared = shared_symboliser()) {
+        // Taken from `job` only when it is queued.
+        if (shared->post(job)) {
+            return;
+        }
+    }
+    job();
 }
 
 std::size_t threads_that_symbolised() noexcept {

@@ -10,6 +10,8 @@
 #include <thread>
 #include <vector>
 
+#include <warden/detail/function.hpp>
+
 namespace warden::detail {
 
 struct stack_capture;
@@ -47,6 +49,11 @@ class symbolise_batch {
 // a state per thread that symbolises, never freed (about 20 MB and 200 ms each). In a fork's
 // child, on that thread itself, or after the thread is gone at exit, it runs on the caller.
 std::string symbolise_frames(std::span<const void* const> frames);
+
+// Runs `job` on the symbolising thread, after what is queued there, and returns at once: for
+// work that symbolises but that no one waits for (a failure's log line). Where there is no
+// such thread (see symbolise_frames), runs it here, now.
+void run_on_symbolising_thread(unique_function<void()> job);
 
 // For tests: how many threads of this process have symbolised (each holds a libbacktrace
 // state for good), and which capture_stack uses: "libunwind" or "boost".

@@ -458,15 +458,30 @@ void supervisor_core::child_finished(child_record& child, std::exception_ptr err
 
     std::shared_ptr<child_record> keep_alive;
     std::vector<std::shared_ptr<child_record>> siblings;
-    failure_record* failure = nullptr;
-    std::shared_ptr<failure_report> report;
+    std::shared_ptr<failure_record> failure;
+    std::shared_ptr<pending_report> report;
     bool first = false;
     std::unique_ptr<std::vector<unique_function<void()>>> callbacks;
-    // The same exception object recorded before, by a nested supervisor or a sibling whose
-    // task this child awaited: this report links to it, so it names the child that threw.
-    std::shared_ptr<const failure_report> inner;
-    if (failed)
-        inner = find_report(error);
+    if (failed) {
+        // Nothing of the report's text is made here: the waiters and the siblings' cancellation
+        // come first, and the text is written by its first reader (report_for, the log).
+        failure = std::make_shared<failure_record>();
+        failure->spawn_stack = child.spawn_stack_;
+        // The same exception object recorded before, by a nested supervisor or a sibling
+        // whose task this child awaited: this report links to it, so it names the child that
+        // threw.
+        failure->passed_up_from = find_report(error);
+        auto& r = failure->report;
+        r.error = error;
+        r.child = child.name_;
+        r.kind = child.kind_;
+        r.origin = origin_of(child);
+        r.when = std::chrono::system_clock::now();
+        // Before any waiter wakes: the report a waiter registers as it throws (with the later
+        // failures' lines) is then the newer one, which report_for finds.
+        report = register_report(error,
+                                 [draft = report_draft{failure, {}, {}}] { return finish(draft); });
+    }
     {
         auto lock = this->lock();
         keep_alive = live_.erase(child);
@@ -489,19 +504,7 @@ void supervisor_core::child_finished(child_record& child, std::exception_ptr err
         }
         if (failed) {
             first = failures_.empty();
-            failure = &failures_.emplace_back();
-            failure->spawn_stack = child.spawn_stack_;
-            auto& r = failure->report;
-            r.error = error;
-            r.child = child.name_;
-            r.kind = child.kind_;
-            r.origin = origin_of(child);
-            r.when = std::chrono::system_clock::now();
-            r.inner = std::move(inner);
-            // Copied here, under the lock: once it is released a waiter may be writing the
-            // record's description and symbolised stack (TSan: "collect policy runs every
-            // child to the end"). Both are added to the copy below.
-            report = std::make_shared<failure_report>(r);
+            failures_.push_back(failure);
             if (first) {
                 failed_at_ = clock_type::now();
                 // Closed here, in the same step that makes this failure the first, so no
@@ -522,6 +525,8 @@ void supervisor_core::child_finished(child_record& child, std::exception_ptr err
             // Release: pairs with the acquire in done(); error_ and the value are visible.
             child.done_.store(true, std::memory_order_release);
         }
+        if (failed && log().should_log(spdlog::level::err))
+            ++reports_being_logged_;
         // Waits without a predicate (join, wait) care only whether every child is done
         // or one has failed; waking them for each of 100k finishing children costs more
         // than the children do. Stop is requested before they wake: a waiter that throws the
@@ -548,36 +553,37 @@ void supervisor_core::child_finished(child_record& child, std::exception_ptr err
             cancel_child(*sibling);
     }
 
-    if (failure != nullptr) {
-        // Described after the waiters were woken: rethrowing to read what() and demangling
-        // the type cost microseconds (several, the first time on a fresh pool thread) that
-        // the parent need not wait for; a waiter that builds a report first does it itself.
-        describe(*failure);
-        report->what = failure->report.what; // ordered after the write by call_once
-        report->type = failure->report.type;
-        // Symbolising takes milliseconds, so it happens after every waiter has been woken,
-        // and only for the first failure: in a storm of ten thousand failures the later
-        // ones are logged by their first line and origin (their stacks are symbolised when
-        // failures() hands them out).
-        if (first) {
-            symbolise(*failure);
-            // Ordered after the write by call_once.
-            report->origin.stacktrace = failure->report.origin.stacktrace;
-        }
-        register_report(report);
-        // Guarded: building the text costs more than the failure's whole trip to the parent.
-        if (log().should_log(spdlog::level::err)) {
-            if (first)
-                log().error("{}", report->to_string());
-            else
-                log().error("{} (after the first failure)\n{}", first_line(*report),
-                            describe_origin(report->origin, "  "));
-        }
-    } else if (log().should_log(spdlog::level::debug)) {
+    if (failed && log().should_log(spdlog::level::err))
+        log_in_background(std::move(report), first);
+    else if (!failed && log().should_log(spdlog::level::debug))
         log().debug("{}: {} ({}) finished after {}: {}", options_.name, child.name_,
                     to_string(child.kind_), format_running_for(clock_type::now() - child.started_),
                     error ? "cancelled" : (cancelled ? "done after cancel" : "done"));
-    }
+}
+
+// Writing a failure's log line symbolises its stacks: milliseconds, and a hundred the first
+// time in a process (the debug information is loaded). Not on the thread that ended the child:
+// that may be the I/O thread, whose other children's completions (the cancelled siblings a
+// join waits for) would wait behind it. The supervisor's end waits for the lines it owes
+// (shutdown), so none is lost and none outlives it.
+void supervisor_core::log_in_background(std::shared_ptr<pending_report> report, bool first) {
+    run_on_symbolising_thread([core = shared_from_this(), report = std::move(report), first] {
+        try {
+            const auto& r = report->get();
+            if (first)
+                log().error("{}", r->to_string());
+            else
+                log().error("{} (after the first failure)\n{}", first_line(*r),
+                            describe_origin(r->origin, "  "));
+        } catch (...) {
+            // Out of memory, or a broken sink: the failure still reached its waiters.
+        }
+        {
+            std::lock_guard lock(core->mutex_);
+            --core->reports_being_logged_;
+        }
+        core->changed_.notify_all();
+    });
 }
 
 std::unique_lock<std::mutex> supervisor_core::lock() const {
@@ -636,20 +642,45 @@ void supervisor_core::cancel() {
         cancel_child(*child);
 }
 
-void supervisor_core::describe(failure_record& r) const {
-    std::call_once(r.described, [&] {
-        auto d = describe_exception(r.report.error);
-        r.report.what = std::move(d.what);
-        r.report.type = std::move(d.type);
-    });
+namespace {
+
+void describe(failure_record& r) {
+    {
+        std::lock_guard lock(r.mutex);
+        if (r.described)
+            return;
+    }
+    auto d = describe_exception(r.report.error); // error: written before the record was shared
+    std::lock_guard lock(r.mutex);
+    if (r.described)
+        return;
+    r.report.what = std::move(d.what);
+    r.report.type = std::move(d.type);
+    r.described = true;
 }
 
-void supervisor_core::symbolise(failure_record& r) const {
-    std::call_once(r.symbolised, [&] {
-        if (r.spawn_stack)
-            r.report.origin.stacktrace = detail::symbolise(*r.spawn_stack);
-    });
+void symbolise(failure_record& r) {
+    if (!r.spawn_stack)
+        return;
+    {
+        std::lock_guard lock(r.mutex);
+        if (r.symbolised)
+            return;
+    }
+    auto text = detail::symbolise(*r.spawn_stack);
+    std::lock_guard lock(r.mutex);
+    if (r.symbolised)
+        return;
+    r.report.origin.stacktrace = std::move(text);
+    r.symbolised = true;
 }
+
+failure_report copy_report(failure_record& r) {
+    std::lock_guard lock(r.mutex);
+    return r.report;
+}
+
+} // namespace
 
 origin supervisor_core::origin_of(const child_record& child) const {
     return {
@@ -673,12 +704,12 @@ supervisor_core::describe_running(const std::vector<std::shared_ptr<child_record
     return out;
 }
 
-supervisor_core::report_draft supervisor_core::draft_locked(failure_record& r,
-                                                            bool with_stragglers) const {
-    report_draft d{&r, {}, {}};
-    if (&r == &failures_.front())
-        for (auto it = std::next(failures_.begin()); it != failures_.end(); ++it)
-            d.later.push_back(&*it);
+supervisor_core::report_draft
+supervisor_core::draft_locked(const std::shared_ptr<failure_record>& r,
+                              bool with_stragglers) const {
+    report_draft d{r, {}, {}};
+    if (r == failures_.front())
+        d.later.assign(std::next(failures_.begin()), failures_.end());
     if (!with_stragglers)
         return d;
     // Bounded: a report must stay readable, and building it is on the parent's wake-up path.
@@ -696,20 +727,21 @@ supervisor_core::report_draft supervisor_core::draft_locked(failure_record& r,
 }
 
 // Unlocked: what() and the type name cost microseconds per failure, symbols milliseconds.
-// The records a draft points to stay where they are (a deque is only appended to) and the
-// fields read here are written once, under call_once or before the record was published.
-failure_report supervisor_core::finish(report_draft draft) const {
+// The fields read here are written once, under call_once or before the record was published.
+failure_report supervisor_core::finish(const report_draft& draft) {
     failure_record& r = *draft.record;
     describe(r);
     symbolise(r);
-    failure_report out = r.report;
-    for (failure_record* later : draft.later) {
+    failure_report out = copy_report(r);
+    if (r.passed_up_from)
+        out.inner = r.passed_up_from->get();
+    for (const auto& later : draft.later) {
         describe(*later);
         // One line each, even when what() has several (a process's output tail).
-        auto line = first_line(later->report);
+        auto line = first_line(copy_report(*later));
         out.suppressed.push_back(line.substr(0, line.find('\n')));
     }
-    out.stragglers = std::move(draft.stragglers);
+    out.stragglers = draft.stragglers;
     return out;
 }
 
@@ -727,17 +759,17 @@ supervisor_core::step supervisor_core::evaluate(std::unique_lock<std::mutex>&,
     // Under fail_fast only the first failure is ever thrown (later ones are its suppressed
     // lines); under collect, wait_until throws each failure once, join the rest as a group.
     const bool fail_fast = options_.policy == policy::fail_fast;
-    auto first_unobserved = [&]() -> failure_record* {
+    auto first_unobserved = [&]() -> const std::shared_ptr<failure_record>* {
         if (fail_fast)
-            return failures_.empty() || failures_.front().observed ? nullptr : &failures_.front();
+            return failures_.empty() || failures_.front()->observed ? nullptr : &failures_.front();
         for (auto& r : failures_)
-            if (!r.observed)
+            if (!r->observed)
                 return &r;
         return nullptr;
     };
     auto throw_first_unobserved = [&](bool gave_up_waiting) -> step {
-        failure_record& r = *first_unobserved();
-        r.observed = true;
+        const auto& r = *first_unobserved();
+        r->observed = true;
         step s{verdict::throw_error, {}, false, {}};
         s.reports.push_back(draft_locked(r, gave_up_waiting));
         return s;
@@ -758,9 +790,9 @@ supervisor_core::step supervisor_core::evaluate(std::unique_lock<std::mutex>&,
         // Only what no wait has thrown yet: a failure is thrown once.
         step s{verdict::throw_error, {}, true, {}};
         for (auto& r : failures_) {
-            if (r.observed)
+            if (r->observed)
                 continue;
-            r.observed = true;
+            r->observed = true;
             s.reports.push_back(draft_locked(r, false));
         }
         return s;
@@ -775,9 +807,11 @@ void supervisor_core::throw_failure(step s) {
     if (options_.policy == policy::fail_fast)
         stop_.request_stop();
     if (!s.group) {
-        auto report = std::make_shared<failure_report>(finish(std::move(s.reports.front())));
-        register_report(report);
-        std::rethrow_exception(report->error);
+        // The child's own exception, at once: its report (with the later failures and the
+        // stragglers) is written when report_for first asks for it.
+        auto error = s.reports.front().record->report.error;
+        register_report(error, [draft = std::move(s.reports.front())] { return finish(draft); });
+        std::rethrow_exception(error);
     }
     std::vector<failure_report> reports;
     reports.reserve(s.reports.size());
@@ -935,7 +969,7 @@ std::vector<failure_report> supervisor_core::failures() const {
 
 bool supervisor_core::failure_observed() const {
     auto lock = this->lock();
-    return !failures_.empty() && failures_.front().observed;
+    return !failures_.empty() && failures_.front()->observed;
 }
 
 process& supervisor_core::keep(std::unique_ptr<process> p, std::shared_ptr<process_state> state) {
@@ -1015,7 +1049,8 @@ void supervisor_core::shutdown() noexcept {
         {
             auto lock = this->lock();
             wait_for_children_to_end(lock);
-            if (!failures_.empty() && !failures_.front().observed)
+            changed_.wait(lock, [this] { return reports_being_logged_ == 0; });
+            if (!failures_.empty() && !failures_.front()->observed)
                 unjoined = draft_locked(failures_.front(), false);
         }
         if (unjoined)

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -84,18 +85,31 @@ class process_error : public std::runtime_error {
     std::vector<std::string> output_tail_;
 };
 
+namespace detail {
+class crash_text;
+}
+
 // A subprocess (or forked child) was killed by a signal.
 class process_crashed : public std::runtime_error {
   public:
     process_crashed(std::vector<std::string> argv, int pid, int signal, bool core_dumped,
                     std::vector<std::string> output_tail, std::string crash_stack = {});
+    // For warden: a forked child's crash stack as raw addresses, symbolised when what() or
+    // crash_stack() is first read (symbols take milliseconds, the first time in a process a
+    // hundred): the parent learns of the crash without waiting for them.
+    process_crashed(std::vector<std::string> argv, int pid, int signal, bool core_dumped,
+                    std::vector<std::string> output_tail,
+                    std::shared_ptr<detail::crash_text> crash_frames);
+
+    // The message, the output's last lines, then the crash stack.
+    const char* what() const noexcept override;
     const std::vector<std::string>& argv() const noexcept { return argv_; }
     int pid() const noexcept { return pid_; }
     int signal() const noexcept { return signal_; }
     std::string signal_name() const; // "SIGSEGV"
     bool core_dumped() const noexcept { return core_dumped_; }
     const std::vector<std::string>& output_tail() const noexcept { return output_tail_; }
-    const std::string& crash_stack() const noexcept { return crash_stack_; } // spawn_forked only
+    const std::string& crash_stack() const noexcept; // spawn_forked only
 
   private:
     std::vector<std::string> argv_;
@@ -103,7 +117,8 @@ class process_crashed : public std::runtime_error {
     int signal_;
     bool core_dumped_;
     std::vector<std::string> output_tail_;
-    std::string crash_stack_;
+    // Shared by the copies an exception_ptr makes: symbolised once for all of them.
+    std::shared_ptr<detail::crash_text> crash_;
 };
 
 // An exception escaped the function run by spawn_forked, in the child process.
