@@ -232,6 +232,10 @@ current_child_scope::~current_child_scope() {
 
 child_record::~child_record() = default;
 
+void child_record::make_stoppable() {
+    stop_ = std::stop_source();
+}
+
 void child_record::cancel() {
     if (owner_)
         owner_->cancel_child(*this);

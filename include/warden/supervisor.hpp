@@ -239,7 +239,7 @@ auto supervisor::spawn(F&& f, spawn_options options, std::source_location where)
         // Only a body that takes the token can see it (a stop_state is a heap block), and
         // it exists before admit() publishes the record to cancelling threads.
         if constexpr (takes_token)
-            state->stop_ = std::stop_source();
+            state->make_stoppable();
         admit(state, child_kind::thread, std::move(options), where);
         auto* raw = state.get();
         start_blocking(state,

@@ -96,6 +96,10 @@ class child_record {
 
     // Only thread children whose body takes a std::stop_token get a stop_source.
     std::stop_source stop_{std::nostopstate};
+    // Gives the child its stop_source. Out of line: inlined into an optimised caller, g++ 12
+    // warns that the new stop_source may be used uninitialised (a false -Wmaybe-uninitialized
+    // in users' builds with -Werror).
+    void make_stoppable();
     unique_function<void()> cancel_action_; // guarded by mutex_
     // A coroutine child's cancellation slot is bound to this signal; emitted on the
     // supervisor's executor by its cancel action.
