@@ -9,14 +9,22 @@
 //   a task_value<T>, and the handler below resumes with the T inside or rethrows.
 // - awaitable_async_op keeps the operation as `Op&&` of the decayed type, so only an rvalue
 //   operation can be awaited. The operation below keeps a copy of the (cheap) task handle.
-// Both are specializations for warden's own types.
+// Both are specializations for warden's own types, of Asio's private templates: they are
+// written against Boost 1.81's Asio (BOOST_ASIO_VERSION 102600), and any other version is
+// refused below rather than miscompiled. Porting to a new Boost: check whether the defects
+// above are fixed, and adapt or drop the specializations.
 
 #include <exception>
 #include <optional>
 #include <utility>
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/version.hpp>
 #include <boost/version.hpp>
+
+#if BOOST_ASIO_VERSION != 102600
+#error "warden: <warden/detail/asio_task_result.hpp> specializes Asio's private templates as they are in Boost 1.81 (Asio 1.26.0); this Boost has another Asio. See the comment at the top of that header."
+#endif
 
 namespace warden {
 template <class T>
