@@ -164,8 +164,8 @@ trial_result run_trial_process(bool raw) {
 } // namespace
 
 int main(int argc, char** argv) {
-    if (argc == 2 && (std::strcmp(argv[1], "--trial") == 0 ||
-                      std::strcmp(argv[1], "--raw-trial") == 0)) {
+    if (argc == 2 &&
+        (std::strcmp(argv[1], "--trial") == 0 || std::strcmp(argv[1], "--raw-trial") == 0)) {
         const auto r = std::strcmp(argv[1], "--trial") == 0 ? first_failure_trial() : raw_trial();
         std::printf("%.3f %.3f %.3f\n", r.woken_us, r.sibling_us, r.report_us);
         return r.woken_us < 0 ? 1 : 0;
