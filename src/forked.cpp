@@ -167,13 +167,13 @@ void keep_only_own_fds(int failure, int crash) noexcept {
 }
 
 remote_error unreadable(const std::vector<std::string>& argv, int pid, int code, std::size_t bytes,
-                        const std::string& why) {
+                        const std::string& why, std::string sanitizer) {
     return remote_error("<unreadable failure message>",
                         fmt::format("forked child {} (pid {}) exited with code {} and sent {} "
                                     "bytes that are not a failure message warden can read: {}",
                                     argv.empty() ? std::string() : argv.front(), pid, code, bytes,
                                     why),
-                        {});
+                        {}, std::move(sanitizer));
 }
 
 } // namespace
@@ -182,21 +182,27 @@ int forked_failure_fd() noexcept {
     return failure_fd;
 }
 
+// An exception that escaped f stays a remote_error when a sanitizer report came first (UBSan
+// goes on after its report): its type is what a caller catches, and what() leads with the
+// report all the same.
 std::exception_ptr forked_exit_outcome(const std::vector<std::string>& argv, int pid, int code,
                                        std::string_view report, std::size_t report_total,
-                                       std::vector<std::string> tail) {
+                                       std::vector<std::string> tail, std::string sanitizer) {
     if (report_total == 0)
-        return std::make_exception_ptr(process_error(argv, pid, code, std::move(tail)));
+        return std::make_exception_ptr(
+            process_error(argv, pid, code, std::move(tail), std::move(sanitizer)));
     if (report_total > max_remote_failure_size)
         return std::make_exception_ptr(unreadable(
             argv, pid, code, report_total,
-            fmt::format("larger than the {} bytes a message may have", max_remote_failure_size)));
+            fmt::format("larger than the {} bytes a message may have", max_remote_failure_size),
+            std::move(sanitizer)));
     auto decoded = decode_remote_failure(report);
     if (!decoded.failure)
-        return std::make_exception_ptr(unreadable(argv, pid, code, report_total, decoded.error));
+        return std::make_exception_ptr(
+            unreadable(argv, pid, code, report_total, decoded.error, std::move(sanitizer)));
     auto& f = *decoded.failure;
-    return std::make_exception_ptr(
-        remote_error(std::move(f.type_name), std::move(f.what), std::move(f.stacktrace)));
+    return std::make_exception_ptr(remote_error(std::move(f.type_name), std::move(f.what),
+                                                std::move(f.stacktrace), std::move(sanitizer)));
 }
 
 } // namespace warden::detail

@@ -255,6 +255,7 @@ void process_state::end_line() {
         partial_.pop_back();
     std::string line = std::move(partial_);
     partial_.clear();
+    sanitizer_.feed_line(line);
     if (partial_cut_ > 0) {
         line += fmt::format(" [warden: {} bytes cut]", partial_cut_);
         partial_cut_ = 0;
@@ -462,9 +463,18 @@ std::exception_ptr process_state::make_outcome(const std::string& crash) {
         status = status_;
         reap_errno = reap_errno_;
     }
+    // A sanitizer report is a bug whatever the exit status: UBSan goes on and exits 0, and a
+    // program may _exit(0) from a handler. Also after a cancellation, since an error found
+    // during shutdown is still an error, and a service that reported one while it ran is
+    // typically only ever ended by cancellation; but not a LeakSanitizer report then: a program
+    // stopped by SIGTERM in the middle of its work, that exits from its handler, has live
+    // allocations that its normal shutdown would have freed (docs/decisions.md).
+    std::string sanitizer = sanitizer_.summary();
+    if (cancelled && sanitizer_.sanitizer() == "LeakSanitizer")
+        sanitizer.clear();
     // A cancelled process ends as cancelled whatever its status: SIGTERM makes most programs
     // exit non-zero or die by the signal, and that is obedience, not failure.
-    if (cancelled) {
+    if (cancelled && sanitizer.empty()) {
         const auto grace = core_->options().cancel_grace.count();
         return std::make_exception_ptr(boost::system::system_error(
             asio::error::operation_aborted,
@@ -481,18 +491,20 @@ std::exception_ptr process_state::make_outcome(const std::string& crash) {
     const int s = *status;
     if (WIFEXITED(s)) {
         const int code = WEXITSTATUS(s);
-        if (code == 0)
+        if (code == 0 && sanitizer.empty())
             return nullptr;
-        if (record_->kind() == child_kind::forked)
+        if (record_->kind() == child_kind::forked && code != 0)
             return forked_exit_outcome(argv_, pid_, code, report_bytes_, report_total_,
-                                       std::move(tail));
-        return std::make_exception_ptr(process_error(argv_, pid_, code, std::move(tail)));
+                                       std::move(tail), std::move(sanitizer));
+        return std::make_exception_ptr(
+            process_error(argv_, pid_, code, std::move(tail), std::move(sanitizer)));
     }
     if (WIFSIGNALED(s))
-        return std::make_exception_ptr(
-            process_crashed(argv_, pid_, WTERMSIG(s), WCOREDUMP(s) != 0, std::move(tail),
-                            std::make_shared<crash_text>(crash_dump_frames(crash))));
-    return std::make_exception_ptr(process_error(argv_, pid_, -1, std::move(tail)));
+        return std::make_exception_ptr(process_crashed(
+            argv_, pid_, WTERMSIG(s), WCOREDUMP(s) != 0, std::move(tail),
+            std::make_shared<crash_text>(crash_dump_frames(crash)), std::move(sanitizer)));
+    return std::make_exception_ptr(
+        process_error(argv_, pid_, -1, std::move(tail), std::move(sanitizer)));
 }
 
 namespace {

@@ -26,6 +26,7 @@
 #include <warden/options.hpp>
 
 #include "line_matcher.hpp"
+#include "sanitizer_report.hpp"
 
 namespace warden {
 class process;
@@ -185,6 +186,7 @@ class process_state : public std::enable_shared_from_this<process_state> {
     std::size_t partial_cut_ = 0;  // bytes of it dropped past max_line_bytes
     std::string report_bytes_;     // the forked child's failure message
     std::size_t report_total_ = 0; // bytes seen on the report pipe, kept or not
+    sanitizer_scanner sanitizer_;  // every output line, for make_outcome
     bool exited_ = false;
     bool finishing_ = false;
     bool killed_ = false; // SIGKILL sent by the kill timer
@@ -226,9 +228,10 @@ process& adopt(const std::shared_ptr<supervisor_core>& core,
 void withdraw(supervisor_core& core, child_record& record);
 
 // The outcome of a forked child that exited with a non-zero code (forked.cpp): the decoded
-// remote_error, a remote_error saying the message is unreadable, or a process_error.
+// remote_error, a remote_error saying the message is unreadable, or a process_error; each
+// carries `sanitizer`, the summary of a sanitizer report in its output, if any.
 std::exception_ptr forked_exit_outcome(const std::vector<std::string>& argv, int pid, int code,
                                        std::string_view report, std::size_t report_total,
-                                       std::vector<std::string> tail);
+                                       std::vector<std::string> tail, std::string sanitizer = {});
 
 } // namespace warden::detail
