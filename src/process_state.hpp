@@ -215,8 +215,15 @@ struct launch_plan {
 // Throws spawn_error naming the bad argument; starts nothing.
 launch_plan plan_launch(const process_options& options);
 // posix_spawn with stdout and stderr on `output_fd`, stdin on /dev/null, no other fd, its own
-// process group, default signals. Returns 0 or the errno.
-int launch(const launch_plan& plan, const std::vector<std::string>& argv, int output_fd, int& pid);
+// process group, default signals, and `origin_entry` ("WARDEN_ORIGIN=...", unless empty) in
+// place of any WARDEN_ORIGIN of its environment. Returns 0 or the errno.
+int launch(const launch_plan& plan, const std::vector<std::string>& argv, int output_fd, int& pid,
+           const std::string& origin_entry = {});
+// The "WARDEN_ORIGIN=<value>" entry for a child `record` just admitted by `core`; empty when
+// out of memory (the child then goes without, rather than the admitted record being lost).
+std::string origin_entry(const supervisor_core& core, const child_record& record) noexcept;
+// True for an environment entry "WARDEN_ORIGIN=...".
+bool is_origin_entry(const char* entry) noexcept;
 
 // The child runs: watch it. Throws spawn_error (with the child killed and reaped, and the
 // record withdrawn) if it cannot be watched.
