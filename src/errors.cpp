@@ -32,6 +32,11 @@ std::string tail_text(const std::vector<std::string>& tail) {
     return out;
 }
 
+// A sanitizer report is the cause worth reading first: it goes before the rest of what().
+std::string with_sanitizer(const std::string& sanitizer, std::string message) {
+    return sanitizer.empty() ? message : sanitizer + "; " + message;
+}
+
 std::string describe_running(const std::string& supervisor, std::chrono::milliseconds timeout,
                              const std::vector<running_child>& running, std::size_t unlisted) {
     const std::size_t count = running.size() + unlisted;
@@ -84,13 +89,15 @@ spawn_error::spawn_error(std::error_code ec, std::string argument, const std::st
     , argument_(std::move(argument)) {}
 
 process_error::process_error(std::vector<std::string> argv, int pid, int exit_code,
-                             std::vector<std::string> output_tail)
-    : std::runtime_error(fmt::format("process `{}` (pid {}) exited with code {}{}", join_argv(argv),
-                                     pid, exit_code, tail_text(output_tail)))
+                             std::vector<std::string> output_tail, std::string sanitizer)
+    : std::runtime_error(with_sanitizer(
+          sanitizer, fmt::format("process `{}` (pid {}) exited with code {}{}", join_argv(argv),
+                                 pid, exit_code, tail_text(output_tail))))
     , argv_(std::move(argv))
     , pid_(pid)
     , exit_code_(exit_code)
-    , output_tail_(std::move(output_tail)) {}
+    , output_tail_(std::move(output_tail))
+    , sanitizer_(std::move(sanitizer)) {}
 
 namespace {
 
@@ -105,19 +112,23 @@ std::string crashed_message(const std::vector<std::string>& argv, int pid, int s
 
 process_crashed::process_crashed(std::vector<std::string> argv, int pid, int signal,
                                  bool core_dumped, std::vector<std::string> output_tail,
-                                 std::string crash_stack)
+                                 std::string crash_stack, std::string sanitizer)
     : process_crashed(std::move(argv), pid, signal, core_dumped, std::move(output_tail),
-                      std::make_shared<detail::crash_text>(std::move(crash_stack))) {}
+                      std::make_shared<detail::crash_text>(std::move(crash_stack)),
+                      std::move(sanitizer)) {}
 
 process_crashed::process_crashed(std::vector<std::string> argv, int pid, int signal,
                                  bool core_dumped, std::vector<std::string> output_tail,
-                                 std::shared_ptr<detail::crash_text> crash_frames)
-    : std::runtime_error(crashed_message(argv, pid, signal, core_dumped, output_tail))
+                                 std::shared_ptr<detail::crash_text> crash_frames,
+                                 std::string sanitizer)
+    : std::runtime_error(
+          with_sanitizer(sanitizer, crashed_message(argv, pid, signal, core_dumped, output_tail)))
     , argv_(std::move(argv))
     , pid_(pid)
     , signal_(signal)
     , core_dumped_(core_dumped)
     , output_tail_(std::move(output_tail))
+    , sanitizer_(std::move(sanitizer))
     , crash_(std::move(crash_frames)) {}
 
 const char* process_crashed::what() const noexcept {
@@ -134,12 +145,15 @@ std::string process_crashed::signal_name() const {
     return warden::signal_name(signal_);
 }
 
-remote_error::remote_error(std::string type_name, std::string what, std::string stacktrace)
-    : std::runtime_error(fmt::format("{}: {}{}", type_name, what,
-                                     stacktrace.empty() ? "" : "\n  child stack:\n" + stacktrace))
+remote_error::remote_error(std::string type_name, std::string what, std::string stacktrace,
+                           std::string sanitizer)
+    : std::runtime_error(with_sanitizer(
+          sanitizer, fmt::format("{}: {}{}", type_name, what,
+                                 stacktrace.empty() ? "" : "\n  child stack:\n" + stacktrace)))
     , type_name_(std::move(type_name))
     , what_(std::move(what))
-    , stacktrace_(std::move(stacktrace)) {}
+    , stacktrace_(std::move(stacktrace))
+    , sanitizer_(std::move(sanitizer)) {}
 
 timeout_error::timeout_error(const std::string& what, std::vector<std::string> output_tail)
     : std::runtime_error(what + tail_text(output_tail))

@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <iostream>
 
@@ -30,6 +31,7 @@
 #include "crash_handler.hpp"
 #include "forked.hpp"
 #include "process_state.hpp"
+#include "registry.hpp"
 #include "remote_failure.hpp"
 #include "stack.hpp"
 
@@ -113,11 +115,30 @@ void keep_only_own_fds(int failure, int crash) noexcept {
     ::closefrom(crash_pipe_fd + 1);
 }
 
+// Puts `entry` ("WARDEN_ORIGIN=...") in the environment in place of any WARDEN_ORIGIN, by a
+// new array rather than setenv(): setenv takes glibc's environment lock, which a thread of the
+// parent may have held at the fork. The array and `entry` live as long as the child.
+void put_in_environment(char* entry) noexcept {
+    std::size_t n = 0;
+    while (environ[n] != nullptr)
+        ++n;
+    auto** env = static_cast<char**>(std::malloc((n + 2) * sizeof(char*)));
+    if (env == nullptr)
+        return;
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < n; ++i)
+        if (!is_origin_entry(environ[i]))
+            env[kept++] = environ[i];
+    env[kept++] = entry;
+    env[kept] = nullptr;
+    environ = env;
+}
+
 // The child of fork() in a process that may have other threads: those threads are gone and
 // any lock they held stays locked here. So nothing below takes a warden mutex or logs; stdio
 // is safe only because the parent held the stdout and stderr locks across fork().
 [[noreturn]] void run_child(unique_function<void()>& body, pipe_pair& output, pipe_pair& failure,
-                            pipe_pair& crash) noexcept {
+                            pipe_pair& crash, std::string& origin) noexcept {
     ::setpgid(0, 0);
     struct sigaction default_action {};
     default_action.sa_handler = SIG_DFL;
@@ -153,6 +174,15 @@ void keep_only_own_fds(int failure, int crash) noexcept {
     keep_only_own_fds(failure.write.release(), crash.write.release());
     failure_fd = failure_pipe_fd;
     install_crash_handlers(crash_pipe_fd);
+    // A warden in f, and the programs f starts, see where this child came from.
+    if (!origin.empty()) {
+        put_in_environment(origin.data());
+        try {
+            set_outer_origin(origin.substr(origin_variable.size() + 1));
+        } catch (...) {
+            // Out of memory: reports in f lack the outer origin, and that is all.
+        }
+    }
 
     try {
         body();
@@ -167,13 +197,13 @@ void keep_only_own_fds(int failure, int crash) noexcept {
 }
 
 remote_error unreadable(const std::vector<std::string>& argv, int pid, int code, std::size_t bytes,
-                        const std::string& why) {
+                        const std::string& why, std::string sanitizer) {
     return remote_error("<unreadable failure message>",
                         fmt::format("forked child {} (pid {}) exited with code {} and sent {} "
                                     "bytes that are not a failure message warden can read: {}",
                                     argv.empty() ? std::string() : argv.front(), pid, code, bytes,
                                     why),
-                        {});
+                        {}, std::move(sanitizer));
 }
 
 } // namespace
@@ -182,21 +212,27 @@ int forked_failure_fd() noexcept {
     return failure_fd;
 }
 
+// An exception that escaped f stays a remote_error when a sanitizer report came first (UBSan
+// goes on after its report): its type is what a caller catches, and what() leads with the
+// report all the same.
 std::exception_ptr forked_exit_outcome(const std::vector<std::string>& argv, int pid, int code,
                                        std::string_view report, std::size_t report_total,
-                                       std::vector<std::string> tail) {
+                                       std::vector<std::string> tail, std::string sanitizer) {
     if (report_total == 0)
-        return std::make_exception_ptr(process_error(argv, pid, code, std::move(tail)));
+        return std::make_exception_ptr(
+            process_error(argv, pid, code, std::move(tail), std::move(sanitizer)));
     if (report_total > max_remote_failure_size)
         return std::make_exception_ptr(unreadable(
             argv, pid, code, report_total,
-            fmt::format("larger than the {} bytes a message may have", max_remote_failure_size)));
+            fmt::format("larger than the {} bytes a message may have", max_remote_failure_size),
+            std::move(sanitizer)));
     auto decoded = decode_remote_failure(report);
     if (!decoded.failure)
-        return std::make_exception_ptr(unreadable(argv, pid, code, report_total, decoded.error));
+        return std::make_exception_ptr(
+            unreadable(argv, pid, code, report_total, decoded.error, std::move(sanitizer)));
     auto& f = *decoded.failure;
-    return std::make_exception_ptr(
-        remote_error(std::move(f.type_name), std::move(f.what), std::move(f.stacktrace)));
+    return std::make_exception_ptr(remote_error(std::move(f.type_name), std::move(f.what),
+                                                std::move(f.stacktrace), std::move(sanitizer)));
 }
 
 } // namespace warden::detail
@@ -210,6 +246,7 @@ process& supervisor::start_forked(detail::unique_function<void()> body, spawn_op
     auto crash = detail::make_pipe("crash pipe");
     auto record = std::make_shared<detail::task_state<void>>();
     core_->admit(record, child_kind::forked, std::move(options.name), where);
+    auto origin = detail::origin_entry(*core_, *record);
 
     // Whatever the parent buffered is written once, by the parent; and no other thread holds
     // the stdio locks at the fork, so the child can print.
@@ -221,7 +258,7 @@ process& supervisor::start_forked(detail::unique_function<void()> body, spawn_op
     if (pid == 0) {
         ::funlockfile(stderr);
         ::funlockfile(stdout);
-        detail::run_child(body, output, failure, crash);
+        detail::run_child(body, output, failure, crash, origin);
     }
     const int fork_errno = errno;
     ::funlockfile(stderr);

@@ -51,6 +51,7 @@
 #include "crash_text.hpp"
 #include "log.hpp"
 #include "process_state.hpp"
+#include "registry.hpp"
 #include "remote_failure.hpp"
 
 namespace asio = boost::asio;
@@ -255,6 +256,7 @@ void process_state::end_line() {
         partial_.pop_back();
     std::string line = std::move(partial_);
     partial_.clear();
+    sanitizer_.feed_line(line);
     if (partial_cut_ > 0) {
         line += fmt::format(" [warden: {} bytes cut]", partial_cut_);
         partial_cut_ = 0;
@@ -462,9 +464,18 @@ std::exception_ptr process_state::make_outcome(const std::string& crash) {
         status = status_;
         reap_errno = reap_errno_;
     }
+    // A sanitizer report is a bug whatever the exit status: UBSan goes on and exits 0, and a
+    // program may _exit(0) from a handler. Also after a cancellation, since an error found
+    // during shutdown is still an error, and a service that reported one while it ran is
+    // typically only ever ended by cancellation; but not a LeakSanitizer report then: a program
+    // stopped by SIGTERM in the middle of its work, that exits from its handler, has live
+    // allocations that its normal shutdown would have freed (docs/decisions.md).
+    std::string sanitizer = sanitizer_.summary();
+    if (cancelled && sanitizer_.sanitizer() == "LeakSanitizer")
+        sanitizer.clear();
     // A cancelled process ends as cancelled whatever its status: SIGTERM makes most programs
     // exit non-zero or die by the signal, and that is obedience, not failure.
-    if (cancelled) {
+    if (cancelled && sanitizer.empty()) {
         const auto grace = core_->options().cancel_grace.count();
         return std::make_exception_ptr(boost::system::system_error(
             asio::error::operation_aborted,
@@ -481,18 +492,20 @@ std::exception_ptr process_state::make_outcome(const std::string& crash) {
     const int s = *status;
     if (WIFEXITED(s)) {
         const int code = WEXITSTATUS(s);
-        if (code == 0)
+        if (code == 0 && sanitizer.empty())
             return nullptr;
-        if (record_->kind() == child_kind::forked)
+        if (record_->kind() == child_kind::forked && code != 0)
             return forked_exit_outcome(argv_, pid_, code, report_bytes_, report_total_,
-                                       std::move(tail));
-        return std::make_exception_ptr(process_error(argv_, pid_, code, std::move(tail)));
+                                       std::move(tail), std::move(sanitizer));
+        return std::make_exception_ptr(
+            process_error(argv_, pid_, code, std::move(tail), std::move(sanitizer)));
     }
     if (WIFSIGNALED(s))
-        return std::make_exception_ptr(
-            process_crashed(argv_, pid_, WTERMSIG(s), WCOREDUMP(s) != 0, std::move(tail),
-                            std::make_shared<crash_text>(crash_dump_frames(crash))));
-    return std::make_exception_ptr(process_error(argv_, pid_, -1, std::move(tail)));
+        return std::make_exception_ptr(process_crashed(
+            argv_, pid_, WTERMSIG(s), WCOREDUMP(s) != 0, std::move(tail),
+            std::make_shared<crash_text>(crash_dump_frames(crash)), std::move(sanitizer)));
+    return std::make_exception_ptr(
+        process_error(argv_, pid_, -1, std::move(tail), std::move(sanitizer)));
 }
 
 namespace {
@@ -817,19 +830,49 @@ launch_plan plan_launch(const process_options& options) {
     return plan;
 }
 
-int launch(const launch_plan& plan, const std::vector<std::string>& argv, int output_fd, int& pid) {
+std::string origin_entry(const supervisor_core& core, const child_record& record) noexcept {
+    try {
+        const origin o{record.where_,
+                       {},
+                       record.test_ ? *record.test_ : std::string(),
+                       record.parent_,
+                       core.options().name,
+                       outer_origin()};
+        return std::string(origin_variable) + "=" + origin_value(o);
+    } catch (...) {
+        return {};
+    }
+}
+
+bool is_origin_entry(const char* entry) noexcept {
+    return std::string_view(entry).starts_with(origin_variable) &&
+           entry[origin_variable.size()] == '=';
+}
+
+int launch(const launch_plan& plan, const std::vector<std::string>& argv, int output_fd, int& pid,
+           const std::string& origin_entry) {
     std::vector<char*> args;
     args.reserve(argv.size() + 1);
     for (const auto& a : argv)
         args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
+    // The child's environment: the given one or ours, with our WARDEN_ORIGIN in place of any
+    // it had (ours names the spawn, then chains the one we were given).
     std::vector<char*> env;
+    const bool own_env = plan.replace_env || !origin_entry.empty();
     if (plan.replace_env) {
-        env.reserve(plan.env.size() + 1);
+        env.reserve(plan.env.size() + 2);
         for (const auto& e : plan.env)
             env.push_back(const_cast<char*>(e.c_str()));
-        env.push_back(nullptr);
+    } else if (own_env) {
+        for (char** e = environ; *e != nullptr; ++e)
+            if (!is_origin_entry(*e))
+                env.push_back(*e);
     }
+    if (!origin_entry.empty())
+        env.push_back(const_cast<char*>(origin_entry.c_str()));
+    if (own_env)
+        env.push_back(nullptr);
 
     posix_spawn_file_actions_t actions;
     posix_spawnattr_t attr;
@@ -866,7 +909,7 @@ int launch(const launch_plan& plan, const std::vector<std::string>& argv, int ou
     if (err == 0) {
         pid_t child = -1;
         err = ::posix_spawn(&child, plan.program.c_str(), &actions, &attr, args.data(),
-                            plan.replace_env ? env.data() : environ);
+                            own_env ? env.data() : environ);
         pid = child;
     }
     ::posix_spawnattr_destroy(&attr);
@@ -1040,8 +1083,12 @@ process& supervisor::spawn_process(process_options options, std::source_location
     }
     auto record = std::make_shared<detail::task_state<void>>();
     core_->admit(record, child_kind::process, std::move(name), where);
+    // A WARDEN_ORIGIN the caller gave in `env` is theirs to set, and wins.
+    const bool origin_given =
+        options.env && options.env->contains(std::string(detail::origin_variable));
+    const std::string origin = origin_given ? std::string() : detail::origin_entry(*core_, *record);
     int pid = -1;
-    if (const int err = detail::launch(plan, options.argv, output.write.get(), pid)) {
+    if (const int err = detail::launch(plan, options.argv, output.write.get(), pid, origin)) {
         // Passed the checks but exec still failed: a bad #! interpreter, a file removed
         // meanwhile, ENOEXEC, EAGAIN. glibc has reaped the failed child.
         detail::withdraw(*core_, *record);

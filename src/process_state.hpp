@@ -26,6 +26,7 @@
 #include <warden/options.hpp>
 
 #include "line_matcher.hpp"
+#include "sanitizer_report.hpp"
 
 namespace warden {
 class process;
@@ -185,6 +186,7 @@ class process_state : public std::enable_shared_from_this<process_state> {
     std::size_t partial_cut_ = 0;  // bytes of it dropped past max_line_bytes
     std::string report_bytes_;     // the forked child's failure message
     std::size_t report_total_ = 0; // bytes seen on the report pipe, kept or not
+    sanitizer_scanner sanitizer_;  // every output line, for make_outcome
     bool exited_ = false;
     bool finishing_ = false;
     bool killed_ = false; // SIGKILL sent by the kill timer
@@ -213,8 +215,15 @@ struct launch_plan {
 // Throws spawn_error naming the bad argument; starts nothing.
 launch_plan plan_launch(const process_options& options);
 // posix_spawn with stdout and stderr on `output_fd`, stdin on /dev/null, no other fd, its own
-// process group, default signals. Returns 0 or the errno.
-int launch(const launch_plan& plan, const std::vector<std::string>& argv, int output_fd, int& pid);
+// process group, default signals, and `origin_entry` ("WARDEN_ORIGIN=...", unless empty) in
+// place of any WARDEN_ORIGIN of its environment. Returns 0 or the errno.
+int launch(const launch_plan& plan, const std::vector<std::string>& argv, int output_fd, int& pid,
+           const std::string& origin_entry = {});
+// The "WARDEN_ORIGIN=<value>" entry for a child `record` just admitted by `core`; empty when
+// out of memory (the child then goes without, rather than the admitted record being lost).
+std::string origin_entry(const supervisor_core& core, const child_record& record) noexcept;
+// True for an environment entry "WARDEN_ORIGIN=...".
+bool is_origin_entry(const char* entry) noexcept;
 
 // The child runs: watch it. Throws spawn_error (with the child killed and reaped, and the
 // record withdrawn) if it cannot be watched.
@@ -226,9 +235,10 @@ process& adopt(const std::shared_ptr<supervisor_core>& core,
 void withdraw(supervisor_core& core, child_record& record);
 
 // The outcome of a forked child that exited with a non-zero code (forked.cpp): the decoded
-// remote_error, a remote_error saying the message is unreadable, or a process_error.
+// remote_error, a remote_error saying the message is unreadable, or a process_error; each
+// carries `sanitizer`, the summary of a sanitizer report in its output, if any.
 std::exception_ptr forked_exit_outcome(const std::vector<std::string>& argv, int pid, int code,
                                        std::string_view report, std::size_t report_total,
-                                       std::vector<std::string> tail);
+                                       std::vector<std::string> tail, std::string sanitizer = {});
 
 } // namespace warden::detail

@@ -1,8 +1,12 @@
 #include <warden/report.hpp>
 
+#include <atomic>
+#include <cstdlib>
 #include <deque>
 #include <memory>
 #include <mutex>
+
+#include <unistd.h>
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
@@ -38,6 +42,67 @@ std::string describe_origin(const origin& o, std::string_view indent) {
     if (!o.parent.empty())
         out += fmt::format("{}by child {}\n", indent, o.parent);
     out += fmt::format("{}supervisor {}\n", indent, o.supervisor);
+    return out;
+}
+
+namespace {
+
+// A pointer rather than a function-local static: a forked child replaces it, and a static's
+// guard copied by fork() while another thread of the parent was initialising it would stay
+// locked in the child. Values are never freed (references to them are handed out); there
+// is one per process, two when a forked child replaces its parent's.
+std::atomic<const std::string*> outer_value{nullptr};
+
+// Walks `at` back to the start of a UTF-8 sequence, so that a cut leaves whole characters.
+std::size_t character_start(std::string_view s, std::size_t at) {
+    while (at > 0 && at < s.size() && (static_cast<unsigned char>(s[at]) & 0xc0) == 0x80)
+        --at;
+    return at;
+}
+
+} // namespace
+
+const std::string& outer_origin() {
+    if (const auto* value = outer_value.load(std::memory_order_acquire))
+        return *value;
+    const char* env = std::getenv(std::string(origin_variable).c_str());
+    auto fresh = std::make_unique<const std::string>(env != nullptr ? env : "");
+    // Two first callers may race: the loser's copy is dropped and the winner's returned.
+    const std::string* expected = nullptr;
+    if (outer_value.compare_exchange_strong(expected, fresh.get(), std::memory_order_acq_rel))
+        return *fresh.release();
+    return *expected;
+}
+
+void set_outer_origin(std::string value) {
+    outer_value.store(new std::string(std::move(value)), std::memory_order_release);
+}
+
+std::string origin_value(const origin& o) {
+    std::string out;
+    if (!o.test.empty())
+        out += fmt::format("test \"{}\" ", o.test);
+    out += fmt::format("at {}:{}", o.where.file_name() != nullptr ? o.where.file_name() : "?",
+                       o.where.line());
+    if (!o.parent.empty())
+        out += fmt::format(", by child {}", o.parent);
+    out += fmt::format(", supervisor {}, pid {}", o.supervisor, ::getpid());
+    if (!o.outer.empty())
+        out.append(" <- ").append(o.outer);
+    // One line, and nothing an environment cannot hold (NUL).
+    for (char& c : out)
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+            c = ' ';
+    if (out.size() > max_origin_value_size) {
+        // The middle goes: the start is the nearest spawn, the end the test that began it all.
+        constexpr std::string_view cut = "...";
+        const std::size_t keep = (max_origin_value_size - cut.size()) / 2;
+        const std::size_t head = character_start(out, keep);
+        // 3 bytes later than `keep` from the end: a UTF-8 sequence's start is at most that far
+        // back.
+        const std::size_t tail = character_start(out, out.size() - keep + 3);
+        out = out.substr(0, head) + std::string(cut) + out.substr(tail);
+    }
     return out;
 }
 
@@ -95,6 +160,8 @@ std::string failure_report::to_string() const {
     if (!type.empty() && type != what)
         out += fmt::format("  exception type: {}\n", type);
     out += detail::describe_origin(origin, "  ");
+    if (!origin.outer.empty())
+        out += fmt::format("  inside: {}\n", origin.outer);
     out += fmt::format("  failed at {:%F %T} UTC\n",
                        fmt::gmtime(std::chrono::system_clock::to_time_t(when)));
     if (!suppressed.empty()) {
@@ -141,6 +208,7 @@ std::string origin_json(const origin& o) {
         .field("parent", o.parent)
         .field("supervisor", o.supervisor)
         .field("stacktrace", o.stacktrace)
+        .field("outer", o.outer)
         .str();
 }
 

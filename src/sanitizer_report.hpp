@@ -58,6 +58,8 @@ class sanitizer_scanner {
     bool complete() const noexcept { return phase_ == phase::done; }
     // Empty until found().
     std::string summary() const;
+    // "AddressSanitizer", "LeakSanitizer", ...; empty until found().
+    std::string_view sanitizer() const noexcept { return sanitizer_; }
 
     static constexpr std::size_t max_examined_size = 16 * 1024;
     static constexpr std::size_t max_field_size = 512;

@@ -688,7 +688,8 @@ failure_report copy_report(failure_record& r) {
 
 origin supervisor_core::origin_of(const child_record& child) const {
     return {
-        child.where_, {}, child.test_ ? *child.test_ : std::string(), child.parent_, options_.name};
+        child.where_,  {}, child.test_ ? *child.test_ : std::string(), child.parent_, options_.name,
+        outer_origin()};
 }
 
 // The records are read after the lock is released: what is read of them here was written

@@ -40,3 +40,26 @@ TEST_CASE("remote_error carries type, message and the child's stack") {
     CHECK(e.remote_what() == "in child");
     CHECK(std::string(e.what()).find("worker at w.cpp:3") != std::string::npos);
 }
+
+TEST_CASE("a sanitizer summary comes first in what() and is kept by copies") {
+    const std::string summary = "AddressSanitizer: heap-use-after-free in f() at a.cpp:3";
+    const warden::process_error e({"./svc"}, 9, 0, {"out"}, summary);
+    CHECK(e.sanitizer() == summary);
+    CHECK(std::string(e.what()).starts_with(summary + "; process `./svc` (pid 9) exited with "
+                                                      "code 0"));
+    const warden::process_error copy = e;
+    CHECK(copy.sanitizer() == summary);
+
+    const warden::process_crashed c({"./svc"}, 9, SIGABRT, false, {}, "0# f at a.cpp:3", summary);
+    CHECK(c.sanitizer() == summary);
+    const std::string what = c.what();
+    CHECK(what.starts_with(summary + "; process `./svc` (pid 9) killed by SIGABRT"));
+    CHECK(what.find("crash stack:\n0# f at a.cpp:3") != std::string::npos);
+
+    const warden::remote_error r("std::logic_error", "bad", "", summary);
+    CHECK(r.sanitizer() == summary);
+    CHECK(std::string(r.what()) == summary + "; std::logic_error: bad");
+
+    CHECK(warden::process_error({"x"}, 1, 2, {}).sanitizer().empty());
+    CHECK(std::string(warden::process_error({"x"}, 1, 2, {}).what()).starts_with("process `x`"));
+}

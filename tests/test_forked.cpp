@@ -10,6 +10,7 @@
 #include <iostream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -21,6 +22,7 @@
 #include <doctest/doctest.h>
 
 #include "forked.hpp"
+#include "registry.hpp"
 #include "remote_failure.hpp"
 #include "stack.hpp"
 
@@ -240,6 +242,32 @@ TEST_CASE("a forked child can be waited for by a line and terminated") {
     CHECK(sup.failures().empty());
     REQUIRE(p.wait_status());
     CHECK(WTERMSIG(*p.wait_status()) == SIGTERM);
+}
+
+TEST_CASE("a forked child gets WARDEN_ORIGIN, and a warden there takes it as its outer origin") {
+    // The parent has read its own outer origin, so the child's copy of it is stale.
+    const std::string parents = warden::detail::outer_origin();
+    warden::supervisor sup{{.name = "fork tests"}};
+    auto print_origin = [] {
+        const char* env = std::getenv("WARDEN_ORIGIN");
+        std::printf("env: %s\n", env != nullptr ? env : "(none)");
+        std::printf("outer: %s\n", warden::detail::outer_origin().c_str());
+        int entries = 0;
+        for (char** e = environ; *e != nullptr; ++e)
+            entries += std::string_view(*e).starts_with("WARDEN_ORIGIN=") ? 1 : 0;
+        std::printf("entries: %d\n", entries);
+    };
+    const unsigned line = __LINE__ + 1;
+    auto& p = sup.spawn_forked(print_origin);
+    sup.wait();
+    const std::string expected = std::string("test \"a forked child gets WARDEN_ORIGIN, and a "
+                                             "warden there takes it as its outer origin\" at ") +
+                                 __FILE__ + ":" + std::to_string(line) +
+                                 ", supervisor fork tests, pid " + std::to_string(::getpid()) +
+                                 (parents.empty() ? "" : " <- " + parents);
+    CHECK(p.output_tail() ==
+          std::vector<std::string>{"env: " + expected, "outer: " + expected, "entries: 1"});
+    CHECK(warden::detail::outer_origin() == parents);
 }
 
 TEST_CASE("the forked failure fd is -1 outside a forked child") {

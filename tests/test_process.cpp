@@ -35,6 +35,7 @@
 #include "helpers.hpp"
 #include "line_matcher.hpp"
 #include "log.hpp"
+#include "registry.hpp"
 
 namespace asio = boost::asio;
 namespace fs = std::filesystem;
@@ -60,6 +61,12 @@ struct temp_dir {
 
 bool contains(const std::string& text, const std::string& part) {
     return text.find(part) != std::string::npos;
+}
+
+// `origin` followed by this process's own outer origin, as a child's WARDEN_ORIGIN chains it.
+std::string chained(std::string origin) {
+    const auto& outer = warden::detail::outer_origin();
+    return outer.empty() ? origin : origin + " <- " + outer;
 }
 
 bool tail_has(const std::vector<std::string>& tail, const std::string& line) {
@@ -547,7 +554,76 @@ TEST_CASE("env replaces the environment when given") {
     warden::supervisor sup;
     auto& p = sup.spawn_process({.argv = {"env"}, .env = {{{"WARDEN_ONLY", "1"}}}});
     sup.wait();
-    CHECK(p.output_tail() == std::vector<std::string>{"WARDEN_ONLY=1"});
+    auto tail = p.output_tail();
+    REQUIRE(tail.size() == 2);
+    // WARDEN_ORIGIN is added to any environment: see the tests below.
+    std::sort(tail.begin(), tail.end());
+    CHECK(tail[0] == "WARDEN_ONLY=1");
+    CHECK(tail[1].starts_with("WARDEN_ORIGIN="));
+}
+
+TEST_CASE("a grandchild's report names the test and the spawn that started its program") {
+    warden::supervisor sup{{.name = "outer tests"}};
+    const unsigned line = __LINE__ + 1;
+    auto& p = sup.spawn_process({.argv = {WARDEN_TEST_PROGRAMS_DIR "/warden_origin_program"}});
+    std::string output;
+    try {
+        sup.wait();
+        FAIL("the program did not fail");
+    } catch (const warden::process_error& e) {
+        for (const auto& l : e.output_tail())
+            output += l + "\n";
+    }
+    INFO(output);
+    const std::string spawn = std::string("test \"a grandchild's report names the test and the "
+                                          "spawn that started its program\" at ") +
+                              __FILE__ + ":" + std::to_string(line) +
+                              ", supervisor outer tests, pid " + std::to_string(::getpid());
+    CHECK(contains(output, "grandchild (thread) failed: failed in a grandchild\n"));
+    CHECK(contains(output, "\n  inside: " + chained(spawn) + "\n"));
+    // The origin a process of the program gets: the program's spawn, then the chain to here.
+    CHECK(contains(output, "origin_program.cpp:"));
+    CHECK(contains(output, ", supervisor origin program, pid " + std::to_string(p.pid()) + " <- " +
+                               chained(spawn) + "\n"));
+}
+
+TEST_CASE("WARDEN_ORIGIN reaches a child whose environment env replaces") {
+    warden::supervisor sup{{.name = "env tests"}};
+    const unsigned line = __LINE__ + 1;
+    auto& p = sup.spawn_process(
+        {.argv = {"/bin/sh", "-c", "echo \"$A $WARDEN_ORIGIN\""}, .env = {{{"A", "1"}}}});
+    sup.wait();
+    REQUIRE(p.output_tail().size() == 1);
+    CHECK(p.output_tail()[0] ==
+          "1 " + chained(std::string("test \"WARDEN_ORIGIN reaches a child whose environment env "
+                                     "replaces\" at ") +
+                         __FILE__ + ":" + std::to_string(line) + ", supervisor env tests, pid " +
+                         std::to_string(::getpid())));
+}
+
+TEST_CASE("a WARDEN_ORIGIN given in env wins over warden's") {
+    warden::supervisor sup;
+    auto& p = sup.spawn_process({.argv = {"/bin/sh", "-c", "echo \"[$WARDEN_ORIGIN]\""},
+                                 .env = {{{"WARDEN_ORIGIN", "set by the user"}}}});
+    sup.wait();
+    CHECK(p.output_tail() == std::vector<std::string>{"[set by the user]"});
+}
+
+TEST_CASE("a child that inherits the environment gets warden's WARDEN_ORIGIN, not ours") {
+    // Read before the setenv, as it would have been by any earlier spawn: the outer origin of
+    // this process stays what it was for the tests that follow.
+    warden::detail::outer_origin();
+    ::setenv("WARDEN_ORIGIN", "this test binary's own", 1);
+    warden::supervisor sup;
+    auto& p = sup.spawn_process({.argv = {"env"}});
+    sup.wait();
+    ::unsetenv("WARDEN_ORIGIN");
+    std::vector<std::string> origins;
+    for (const auto& l : p.output_tail())
+        if (l.starts_with("WARDEN_ORIGIN="))
+            origins.push_back(l);
+    REQUIRE(origins.size() == 1);
+    CHECK(origins[0].starts_with("WARDEN_ORIGIN=test \"a child that inherits"));
 }
 
 TEST_CASE("without env the child inherits the parent's environment") {

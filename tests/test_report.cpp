@@ -2,15 +2,19 @@
 
 #include <memory>
 #include <stdexcept>
+#include <string>
 
 #include <spdlog/sinks/ringbuffer_sink.h>
 #include <spdlog/spdlog.h>
 
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
 #include <warden/supervisor.hpp>
 
 #include "json_check.hpp"
+#include "registry.hpp"
 
 TEST_CASE("failure_report::to_string reads as a person wants it") {
     warden::supervisor sup{warden::supervisor_options{.name = "suite"}};
@@ -121,4 +125,68 @@ TEST_CASE("failure_report::to_json is valid JSON with every field") {
     CHECK(json.find(R"("supervisor":"suite")") != std::string::npos);
     CHECK(json.find(R"("when":"20)") != std::string::npos);
     CHECK(json.find(R"("stacktrace":")") != std::string::npos);
+    CHECK(json.find(R"("outer":")") != std::string::npos);
+}
+
+TEST_CASE("a report names where its program was started, as inside:, in text and JSON") {
+    // As if this program had been started with WARDEN_ORIGIN set; put back afterwards.
+    const std::string before = warden::detail::outer_origin();
+    const std::string outer = "test \"service starts\" at tests/x.cpp:42, supervisor main, pid 7";
+    warden::detail::set_outer_origin(outer);
+    warden::supervisor sup{warden::supervisor_options{.name = "suite"}};
+    sup.spawn([] { throw std::runtime_error("deep down"); }, {.name = "leaf"});
+    CHECK_THROWS(sup.wait());
+    warden::detail::set_outer_origin(before);
+    const auto report = *sup.first_failure();
+    CHECK(report.origin.outer == outer);
+    const auto text = report.to_string();
+    INFO(text);
+    // After the origin's own lines, before the time.
+    CHECK(text.find("  supervisor suite\n  inside: " + outer + "\n  failed at ") !=
+          std::string::npos);
+    const auto json = report.to_json();
+    CHECK(warden_test::is_valid_json(json));
+    CHECK(json.find(
+              R"("outer":"test \"service starts\" at tests/x.cpp:42, supervisor main, pid 7")") !=
+          std::string::npos);
+}
+
+TEST_CASE("a report without an outer origin has no inside: line") {
+    warden::failure_report report;
+    report.origin.supervisor = "suite";
+    CHECK(report.to_string().find("inside:") == std::string::npos);
+}
+
+TEST_CASE("the WARDEN_ORIGIN value is one line, chains the outer origin, and is cut in its "
+          "middle") {
+    warden::origin o;
+    o.test = "two\nlines";
+    o.supervisor = "main";
+    o.parent = "starter";
+    o.outer = "at a.cpp:1, supervisor s, pid 1";
+    const auto value = warden::detail::origin_value(o);
+    CHECK(value.starts_with("test \"two lines\" at "));
+    CHECK(value.find("test_report.cpp") == std::string::npos); // a default source_location
+    CHECK(value.ends_with(", by child starter, supervisor main, pid " + std::to_string(::getpid()) +
+                          " <- at a.cpp:1, supervisor s, pid 1"));
+
+    // A long chain keeps its start (this spawn) and its end (the first), and whole characters.
+    std::string chain;
+    while (chain.size() < 3 * warden::detail::max_origin_value_size)
+        chain += "é <- ";
+    o.outer = chain + "test \"root\" at r.cpp:9, supervisor r, pid 2";
+    const auto cut = warden::detail::origin_value(o);
+    CHECK(cut.size() <= warden::detail::max_origin_value_size);
+    CHECK(cut.size() >= warden::detail::max_origin_value_size - 8);
+    CHECK(cut.starts_with("test \"two lines\" at "));
+    CHECK(cut.ends_with("test \"root\" at r.cpp:9, supervisor r, pid 2"));
+    const auto dots = cut.find("...");
+    REQUIRE(dots != std::string::npos);
+    for (std::size_t i = 0; i < cut.size(); ++i) {
+        const auto byte = static_cast<unsigned char>(cut[i]);
+        if (byte == 0xc3)
+            CHECK((i + 1 < cut.size() && static_cast<unsigned char>(cut[i + 1]) == 0xa9));
+        if (byte == 0xa9)
+            CHECK((i > 0 && static_cast<unsigned char>(cut[i - 1]) == 0xc3));
+    }
 }

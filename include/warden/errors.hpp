@@ -68,21 +68,25 @@ class spawn_error : public std::system_error {
 // "SIGSEGV" for 11; "signal N" when the number has no name.
 std::string signal_name(int signal);
 
-// A subprocess exited with a non-zero status.
+// A subprocess exited with a non-zero status, or printed a sanitizer report (then also with 0).
 class process_error : public std::runtime_error {
   public:
     process_error(std::vector<std::string> argv, int pid, int exit_code,
-                  std::vector<std::string> output_tail);
+                  std::vector<std::string> output_tail, std::string sanitizer = {});
     const std::vector<std::string>& argv() const noexcept { return argv_; }
     int pid() const noexcept { return pid_; }
     int exit_code() const noexcept { return exit_code_; }
     const std::vector<std::string>& output_tail() const noexcept { return output_tail_; }
+    // The first sanitizer report in the output, as "<sanitizer>: <kind> in <function> at
+    // <file:line>"; empty if there was none. what() starts with it.
+    const std::string& sanitizer() const noexcept { return sanitizer_; }
 
   private:
     std::vector<std::string> argv_;
     int pid_;
     int exit_code_;
     std::vector<std::string> output_tail_;
+    std::string sanitizer_;
 };
 
 namespace detail {
@@ -93,13 +97,14 @@ class crash_text;
 class process_crashed : public std::runtime_error {
   public:
     process_crashed(std::vector<std::string> argv, int pid, int signal, bool core_dumped,
-                    std::vector<std::string> output_tail, std::string crash_stack = {});
+                    std::vector<std::string> output_tail, std::string crash_stack = {},
+                    std::string sanitizer = {});
     // For warden: a forked child's crash stack as raw addresses, symbolised when what() or
     // crash_stack() is first read (symbols take milliseconds, the first time in a process a
     // hundred): the parent learns of the crash without waiting for them.
     process_crashed(std::vector<std::string> argv, int pid, int signal, bool core_dumped,
                     std::vector<std::string> output_tail,
-                    std::shared_ptr<detail::crash_text> crash_frames);
+                    std::shared_ptr<detail::crash_text> crash_frames, std::string sanitizer = {});
 
     // The message, the output's last lines, then the crash stack.
     const char* what() const noexcept override;
@@ -110,6 +115,8 @@ class process_crashed : public std::runtime_error {
     bool core_dumped() const noexcept { return core_dumped_; }
     const std::vector<std::string>& output_tail() const noexcept { return output_tail_; }
     const std::string& crash_stack() const noexcept; // spawn_forked only
+    // As process_error::sanitizer(): what() starts with it.
+    const std::string& sanitizer() const noexcept { return sanitizer_; }
 
   private:
     std::vector<std::string> argv_;
@@ -117,6 +124,7 @@ class process_crashed : public std::runtime_error {
     int signal_;
     bool core_dumped_;
     std::vector<std::string> output_tail_;
+    std::string sanitizer_;
     // Shared by the copies an exception_ptr makes: symbolised once for all of them.
     std::shared_ptr<detail::crash_text> crash_;
 };
@@ -124,15 +132,19 @@ class process_crashed : public std::runtime_error {
 // An exception escaped the function run by spawn_forked, in the child process.
 class remote_error : public std::runtime_error {
   public:
-    remote_error(std::string type_name, std::string what, std::string stacktrace);
+    remote_error(std::string type_name, std::string what, std::string stacktrace,
+                 std::string sanitizer = {});
     const std::string& type_name() const noexcept { return type_name_; }
     const std::string& remote_what() const noexcept { return what_; }
     const std::string& stacktrace() const noexcept { return stacktrace_; }
+    // As process_error::sanitizer(): what() starts with it.
+    const std::string& sanitizer() const noexcept { return sanitizer_; }
 
   private:
     std::string type_name_;
     std::string what_;
     std::string stacktrace_;
+    std::string sanitizer_;
 };
 
 // process::wait_for_line ran out of time; carries the output seen so far.

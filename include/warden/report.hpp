@@ -19,6 +19,9 @@ struct origin {
     std::string test;           // the test running at spawn, if any
     std::string parent;         // the spawning child's name, or empty
     std::string supervisor;     // the supervisor's name
+    // Where this program itself was started by a warden in another process (its WARDEN_ORIGIN:
+    // that spawn's test, file:line, supervisor and pid, then theirs); empty if it was not.
+    std::string outer;
 };
 
 // One failed child, as a person wants to read it.

@@ -5,9 +5,11 @@
 // Each run builds a random tree of children under one supervisor (fail_fast). Every child
 // waits for its "moment"; the run releases the moments one by one, in plan order, and
 // each child then succeeds, throws (a std or a non-std type), or, for processes, exits
-// non-zero or dies by a signal. Some children honour cancellation, some ignore it until
-// their moment, some only ever end by cancellation. Children in the same moment act
-// concurrently. After the last moment the run joins and checks against what happened:
+// non-zero, dies by a signal, or prints a sanitizer report in pieces and exits 0 (a failure
+// too, whose what() must lead with the report's summary). Some children honour
+// cancellation, some ignore it until their moment, some only ever end by cancellation.
+// Children in the same moment act concurrently. After the last moment the run joins and checks
+// against what happened:
 //   - join throws exactly the first failure in time order (the one failing child of the
 //     first failing moment, or one of them when that moment had several), or nothing;
 //   - every child that failed is in failures() exactly once, and nothing else is;
@@ -63,7 +65,22 @@ using namespace std::chrono_literals;
 namespace {
 
 enum class kind { coroutine, thread, process, forked };
-enum class action { succeed, throw_std, throw_int, exit_nonzero, die_by_signal, until_cancelled };
+enum class action {
+    succeed,
+    throw_std,
+    throw_int,
+    exit_nonzero,
+    die_by_signal,
+    until_cancelled,
+    sanitizer_report, // processes: a report, then exit 0
+};
+
+// What a sanitizer_report child prints, cut in the middle of its first line, and the summary
+// its failure must start with.
+constexpr const char* report_first_piece = "==1==ERROR: Address";
+constexpr const char* report_second_piece =
+    "Sanitizer: heap-use-after-free on address 0x1\n    #0 0x1 in f x.cpp:1\n";
+constexpr std::string_view report_summary = "AddressSanitizer: heap-use-after-free in f at x.cpp:1";
 enum class on_cancel { honour, ignore };
 
 struct planned_child {
@@ -174,8 +191,9 @@ class stress_run {
     }
     std::string describe_plan() const {
         static const char* kinds[] = {"coroutine", "thread", "process", "forked"};
-        static const char* actions[] = {"succeed",      "throw_std",     "throw_int",
-                                        "exit_nonzero", "die_by_signal", "until_cancelled"};
+        static const char* actions[] = {"succeed",         "throw_std",     "throw_int",
+                                        "exit_nonzero",    "die_by_signal", "until_cancelled",
+                                        "sanitizer_report"};
         std::string out = "\n  plan (" + std::to_string(moments_) + " moments):";
         for (const auto& c : plan_)
             out += "\n    " + child_name(c.id) + " " + kinds[static_cast<int>(c.k)] + " " +
@@ -218,8 +236,10 @@ std::vector<planned_child> stress_run::make_plan() {
             c.what = is_process ? action::die_by_signal : action::throw_int;
         else if (p < 85)
             c.what = action::until_cancelled;
-        else
+        else if (p < 93)
             c.what = is_process ? action::exit_nonzero : action::throw_std;
+        else
+            c.what = is_process ? action::sanitizer_report : action::throw_std;
         // Processes honour SIGTERM; their "ignore" is tested in test_process.cpp.
         c.cancel = !is_process && percent(rng_) < 30 ? on_cancel::ignore : on_cancel::honour;
         if (c.what == action::until_cancelled)
@@ -294,6 +314,9 @@ void stress_run::spawn_child(warden::supervisor& sup, const planned_child& c) {
             script += "kill -SEGV $$";
         else if (c.what == action::until_cancelled)
             script = "exec sleep 1000";
+        else if (c.what == action::sanitizer_report)
+            script += std::string("printf '") + report_first_piece + "'; printf '" +
+                      report_second_piece + "'; exit 0";
         else
             script += "exit 0";
         sup.spawn_process({.argv = {"sh", "-c", script}, .name = child_name(c.id)});
@@ -316,6 +339,10 @@ void stress_run::spawn_child(warden::supervisor& sup, const planned_child& c) {
                     throw std::runtime_error("forked " + std::to_string(c.id));
                 if (c.what == action::die_by_signal)
                     ::raise(SIGSEGV);
+                if (c.what == action::sanitizer_report) {
+                    std::fputs(report_first_piece, stderr);
+                    std::fputs(report_second_piece, stderr);
+                }
             },
             options);
         ++admitted_;
@@ -394,7 +421,8 @@ run_result stress_run::execute() {
                 // After the first failure a process is being cancelled, but the parent is
                 // woken before the siblings are signalled: one that reads its moment first
                 // fails for real, and is then a later failure like any other.
-                if (c.what == action::exit_nonzero || c.what == action::die_by_signal) {
+                if (c.what == action::exit_nonzero || c.what == action::die_by_signal ||
+                    c.what == action::sanitizer_report) {
                     std::lock_guard lock(mutex_);
                     const bool certain = first_failing_moment < 0 && failing_in_moment == 1;
                     (certain ? failed_ : may_fail_).insert(child_name(c.id));
@@ -485,6 +513,20 @@ run_result stress_run::execute() {
         for (const auto& f : sup.failures())
             if (!expected.contains(f.child) && !possible.contains(f.child))
                 fail("unexpected failure of " + f.child + ": " + f.what);
+        // A report's child fails with its summary first; one cancelled between the report's
+        // two lines (a possible failure only) has the header's part of it.
+        for (const auto& f : sup.failures()) {
+            for (const auto& c : plan_) {
+                if (c.what != action::sanitizer_report || f.child != child_name(c.id))
+                    continue;
+                const auto summary = expected.contains(f.child)
+                                         ? report_summary
+                                         : report_summary.substr(0, report_summary.find(" in "));
+                if (!f.what.starts_with(summary))
+                    fail("the failure of " + f.child +
+                         " does not start with its report: " + f.what + describe_plan());
+            }
+        }
     }
     if (dumper.joinable()) {
         dumper.request_stop();
@@ -758,6 +800,10 @@ int main(int argc, char** argv) {
         try {
             warm_up.wait();
         } catch (const std::runtime_error&) {
+            // A report is written by its first reader: reading it is what symbolises.
+            if (const auto* report = warden::report_for(std::current_exception())) {
+                [[maybe_unused]] const auto text = report->to_string();
+            }
         }
     }
 
