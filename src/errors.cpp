@@ -136,7 +136,7 @@ std::string process_crashed::signal_name() const {
 
 remote_error::remote_error(std::string type_name, std::string what, std::string stacktrace)
     : std::runtime_error(fmt::format("{}: {}{}", type_name, what,
-                                     stacktrace.empty() ? "" : "\n  child stack:\n" + stacktrace))
+                                     stacktrace.empty() ? "" : "\n  thrown at:\n" + stacktrace))
     , type_name_(std::move(type_name))
     , what_(std::move(what))
     , stacktrace_(std::move(stacktrace)) {}

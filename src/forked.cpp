@@ -32,6 +32,7 @@
 #include "process_state.hpp"
 #include "remote_failure.hpp"
 #include "stack.hpp"
+#include "throw_site.hpp"
 
 namespace warden::detail {
 
@@ -72,8 +73,9 @@ void send_current_exception(int fd) noexcept {
         } catch (...) {
             failure.what = failure.type_name;
         }
-        // The catch site: the frames between f and the throw are unwound by now.
-        failure.stacktrace = current_stacktrace_text(1);
+        // Where it was thrown, recorded by the throw hook (throw_site.hpp); not the stack here,
+        // which shows only how f was reached, as the parent's spawn stack already does.
+        failure.stacktrace = throw_stack_text(std::current_exception());
         write_all(fd, encode_remote_failure(failure));
     } catch (...) {
         // Out of memory while encoding: the exit code alone will tell.
@@ -117,7 +119,7 @@ void keep_only_own_fds(int failure, int crash) noexcept {
 // any lock they held stays locked here. So nothing below takes a warden mutex or logs; stdio
 // is safe only because the parent held the stdout and stderr locks across fork().
 [[noreturn]] void run_child(unique_function<void()>& body, pipe_pair& output, pipe_pair& failure,
-                            pipe_pair& crash) noexcept {
+                            pipe_pair& crash, bool record_throws) noexcept {
     ::setpgid(0, 0);
     struct sigaction default_action {};
     default_action.sa_handler = SIG_DFL;
@@ -153,6 +155,9 @@ void keep_only_own_fds(int failure, int crash) noexcept {
     keep_only_own_fds(failure.write.release(), crash.write.release());
     failure_fd = failure_pipe_fd;
     install_crash_handlers(crash_pipe_fd);
+    // Under capture::stacktrace, as the parent's own children.
+    if (record_throws)
+        record_every_throw();
 
     try {
         body();
@@ -221,7 +226,8 @@ process& supervisor::start_forked(detail::unique_function<void()> body, spawn_op
     if (pid == 0) {
         ::funlockfile(stderr);
         ::funlockfile(stdout);
-        detail::run_child(body, output, failure, crash);
+        detail::run_child(body, output, failure, crash,
+                          core_->options().capture == capture::stacktrace);
     }
     const int fork_errno = errno;
     ::funlockfile(stderr);
