@@ -173,6 +173,20 @@ TEST_CASE("std::rethrow_exception in a child keeps the site of the first throw" 
     CHECK(contains(first_frame(report.throw_stack), "throw_site_helper_3"));
 }
 
+TEST_CASE("a failure passed up from a nested supervisor keeps its throw site" *
+          doctest::skip(no_hook)) {
+    warden::supervisor outer{{.name = "outer"}};
+    outer.spawn([] {
+        warden::supervisor inner{{.name = "inner"}};
+        inner.spawn([] { throw_site_helper_1(); });
+        inner.wait(); // rethrows the inner child's object in the outer child
+    });
+    const auto report = report_of_only_failure(outer);
+    REQUIRE(report.inner != nullptr);
+    CHECK(contains(first_frame(report.throw_stack), "throw_site_helper_3"));
+    CHECK(report.innermost().throw_stack == report.throw_stack);
+}
+
 TEST_CASE("a throw inside the C++ runtime (vector::at) has its site too" * doctest::skip(no_hook)) {
     warden::supervisor sup;
     sup.spawn([] {
