@@ -36,13 +36,14 @@ class pending_report;
 
 // A failure as the supervisor keeps it. Two parts of the report are filled in by whoever
 // reads the report first, never on the way to the waiters: what() and the type name
-// (microseconds), and the symbolised spawn stack (milliseconds). Each is made without a lock
-// and published under `mutex` (two readers at once may both make it; the first is kept): a
-// reader holding a lock while it symbolises would wait for the symbolising thread, which may
-// be writing this very report for the log. Shared: a report written after the supervisor is
-// gone (report_for in a catch block outside its scope) reads it.
+// (microseconds), and the symbolised spawn and throw stacks (milliseconds; the throw's frames
+// are found by the exception object, which `report.error` keeps alive). Each is made without
+// a lock and published under `mutex` (two readers at once may both make it; the first is
+// kept): a reader holding a lock while it symbolises would wait for the symbolising thread,
+// which may be writing this very report for the log. Shared: a report written after the
+// supervisor is gone (report_for in a catch block outside its scope) reads it.
 struct failure_record {
-    failure_report report; // what, type and origin.stacktrace: under `mutex` once published
+    failure_report report; // what, type and the stacks: under `mutex` once published
     std::shared_ptr<const stack_capture> spawn_stack;
     std::mutex mutex;
     bool described = false;
@@ -122,8 +123,13 @@ class blocking_pool {
 };
 
 // The child currently running on this thread (blocking job, or coroutine resumed through
-// child_executor); nullptr elsewhere.
-child_record* current_child() noexcept;
+// child_executor); nullptr elsewhere. Written by current_child_scope only. Visible here, and
+// current_child() inline, because the throw hook (throw_site.cpp) reads it on every throw of
+// the program: outside a child that must cost one load and a branch.
+extern constinit thread_local child_record* running_child_;
+inline child_record* current_child() noexcept {
+    return running_child_;
+}
 // The calling thread's kernel id (gettid), cached.
 int this_thread_id() noexcept;
 

@@ -14,8 +14,6 @@
 #include <unistd.h>
 #include <unwind.h>
 
-#include <boost/stacktrace/stacktrace.hpp>
-
 #include "stack.hpp"
 
 namespace warden::detail {
@@ -159,20 +157,6 @@ std::vector<const void*> crash_dump_frames(std::string_view raw) {
 std::string symbolise_crash_dump(std::string_view raw) {
     const auto frames = crash_dump_frames(raw);
     return frames.empty() ? std::string() : symbolise_frames(frames);
-}
-
-// Not inlined, so that skipping exactly one frame always means skipping this function.
-[[gnu::noinline]] std::string current_stacktrace_text(std::size_t skip, std::size_t max_depth) {
-    const boost::stacktrace::stacktrace trace(skip + 1, max_depth);
-    // Boost records return addresses; stepping back into the call instruction, as the crash
-    // dump does, names the right line, and the right function when the call was its last
-    // instruction. It also keeps both kinds of trace in a report consistent.
-    std::vector<const void*> frames;
-    frames.reserve(trace.size());
-    for (const auto& frame : trace) {
-        frames.push_back(static_cast<const char*>(frame.address()) - 1);
-    }
-    return symbolise_frames(frames);
 }
 
 } // namespace warden::detail

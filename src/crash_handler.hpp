@@ -1,6 +1,6 @@
 #pragma once
 
-// Stack traces out of a forked child that dies by a signal or throws. Private to src/.
+// Stack traces out of a forked child that dies by a signal. Private to src/.
 
 #include <cstddef>
 #include <string>
@@ -28,9 +28,5 @@ void install_crash_handlers(int fd) noexcept;
 std::string symbolise_crash_dump(std::string_view raw);
 // The same bytes as addresses, not yet symbolised (at most twice what a child of ours writes).
 std::vector<const void*> crash_dump_frames(std::string_view raw);
-
-// For the exception path in the child: the stack of the calling thread as text, starting at the
-// caller (plus `skip` frames further out), at most `max_depth` frames.
-std::string current_stacktrace_text(std::size_t skip = 0, std::size_t max_depth = 64);
 
 } // namespace warden::detail

@@ -149,7 +149,7 @@ remote_error::remote_error(std::string type_name, std::string what, std::string 
                            std::string sanitizer)
     : std::runtime_error(with_sanitizer(
           sanitizer, fmt::format("{}: {}{}", type_name, what,
-                                 stacktrace.empty() ? "" : "\n  child stack:\n" + stacktrace)))
+                                 stacktrace.empty() ? "" : "\n  thrown at:\n" + stacktrace)))
     , type_name_(std::move(type_name))
     , what_(std::move(what))
     , stacktrace_(std::move(stacktrace))

@@ -34,6 +34,7 @@
 #include "registry.hpp"
 #include "remote_failure.hpp"
 #include "stack.hpp"
+#include "throw_site.hpp"
 
 namespace warden::detail {
 
@@ -74,8 +75,9 @@ void send_current_exception(int fd) noexcept {
         } catch (...) {
             failure.what = failure.type_name;
         }
-        // The catch site: the frames between f and the throw are unwound by now.
-        failure.stacktrace = current_stacktrace_text(1);
+        // Where it was thrown, recorded by the throw hook (throw_site.hpp); not the stack here,
+        // which shows only how f was reached, as the parent's spawn stack already does.
+        failure.stacktrace = throw_stack_text(std::current_exception());
         write_all(fd, encode_remote_failure(failure));
     } catch (...) {
         // Out of memory while encoding: the exit code alone will tell.
@@ -138,7 +140,7 @@ void put_in_environment(char* entry) noexcept {
 // any lock they held stays locked here. So nothing below takes a warden mutex or logs; stdio
 // is safe only because the parent held the stdout and stderr locks across fork().
 [[noreturn]] void run_child(unique_function<void()>& body, pipe_pair& output, pipe_pair& failure,
-                            pipe_pair& crash, std::string& origin) noexcept {
+                            pipe_pair& crash, std::string& origin, bool record_throws) noexcept {
     ::setpgid(0, 0);
     struct sigaction default_action {};
     default_action.sa_handler = SIG_DFL;
@@ -183,6 +185,9 @@ void put_in_environment(char* entry) noexcept {
             // Out of memory: reports in f lack the outer origin, and that is all.
         }
     }
+    // Under capture::stacktrace, as the parent's own children.
+    if (record_throws)
+        record_every_throw();
 
     try {
         body();
@@ -258,7 +263,8 @@ process& supervisor::start_forked(detail::unique_function<void()> body, spawn_op
     if (pid == 0) {
         ::funlockfile(stderr);
         ::funlockfile(stdout);
-        detail::run_child(body, output, failure, crash, origin);
+        detail::run_child(body, output, failure, crash, origin,
+                          core_->options().capture == capture::stacktrace);
     }
     const int fork_errno = errno;
     ::funlockfile(stderr);

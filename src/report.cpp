@@ -112,6 +112,18 @@ std::string first_line(const failure_report& r) {
 
 namespace {
 
+// Each line of `lines` (a symbolised stack) on a line of its own after `indent`.
+void append_indented(std::string& out, std::string_view lines, std::string_view indent) {
+    std::size_t start = 0;
+    while (start < lines.size()) {
+        auto end = lines.find('\n', start);
+        if (end == std::string_view::npos)
+            end = lines.size();
+        out += fmt::format("{}{}\n", indent, lines.substr(start, end - start));
+        start = end + 1;
+    }
+}
+
 // report_for() answers for exceptions whose owner may already be gone (a supervisor
 // declared inside the try block is destroyed before the catch handler runs), so reports
 // live here, not in the supervisor. Bounded: the oldest are dropped past this many.
@@ -174,17 +186,14 @@ std::string failure_report::to_string() const {
         for (const auto& line : stragglers)
             out += fmt::format("    {}\n", line);
     }
+    // A forked child's remote_error has it in what(), on the first line's heels already.
+    if (!throw_stack.empty() && what.find(throw_stack) == std::string::npos) {
+        out += "  thrown at:\n";
+        detail::append_indented(out, throw_stack, "    ");
+    }
     if (!origin.stacktrace.empty()) {
         out += "  spawn stack:\n";
-        std::size_t start = 0;
-        while (start < origin.stacktrace.size()) {
-            auto end = origin.stacktrace.find('\n', start);
-            if (end == std::string::npos)
-                end = origin.stacktrace.size();
-            out += fmt::format("    {}\n",
-                               std::string_view(origin.stacktrace).substr(start, end - start));
-            start = end + 1;
-        }
+        detail::append_indented(out, origin.stacktrace, "    ");
     }
     // Innermost last: the chain ends at the child that threw.
     for (const failure_report* r = inner.get(); r != nullptr; r = r->inner.get()) {
@@ -223,6 +232,7 @@ std::string failure_report::to_json() const {
         .field("kind", warden::to_string(kind))
         .field("what", what)
         .field("type", type)
+        .field("throw_stack", throw_stack)
         .field("when", fmt::format("{:%FT%T}.{:03}Z",
                                    fmt::gmtime(std::chrono::system_clock::to_time_t(when)), millis))
         .raw("origin", detail::origin_json(origin))

@@ -22,6 +22,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <boost/stacktrace/safe_dump_to.hpp>
 #include <boost/stacktrace/stacktrace.hpp>
 
 #include "leak_check.hpp"
@@ -304,26 +305,36 @@ void stop_using_libunwind() noexcept {
 }
 
 // Not inlined, so that its own frame, which both ways skip, is always there.
-[[gnu::noinline]] std::shared_ptr<const stack_capture> capture_stack(std::size_t skip) {
-    auto capture = std::make_shared<stack_capture>();
+[[gnu::noinline]] std::size_t capture_frames(std::span<const void*> out,
+                                             std::size_t skip) noexcept {
     const std::size_t first = skip + 1; // +1: this function's own frame
+    std::array<void*, max_unwind_skip + 1 + max_spawn_depth> walked;
+    std::size_t from = 0;  // where the kept frames start in `walked`
+    std::size_t count = 0; // and how many there are
     if (const unw_backtrace_function unw_backtrace = usable_unw_backtrace();
         unw_backtrace != nullptr && skip <= max_unwind_skip) {
         // unw_backtrace's first frame is the one that calls it: this function.
-        std::array<void*, max_unwind_skip + 1 + max_spawn_depth> walked;
         const int walked_count = unw_backtrace(walked.data(), static_cast<int>(walked.size()));
         const std::size_t total = walked_count > 0 ? static_cast<std::size_t>(walked_count) : 0;
-        if (total > first) {
-            const auto begin = walked.begin() + static_cast<std::ptrdiff_t>(first);
-            const auto kept = static_cast<std::ptrdiff_t>(std::min(total - first, max_spawn_depth));
-            capture->frames.assign(begin, begin + kept);
-        }
+        from = first;
+        count = total > first ? total - first : 0;
     } else {
-        const boost::stacktrace::stacktrace trace(first, max_spawn_depth);
-        capture->frames.reserve(trace.size());
-        for (const auto& frame : trace)
-            capture->frames.push_back(frame.address());
+        // Boost skips `first` frames from this one; it ends the frames with a null one, which
+        // it counts.
+        const std::size_t dumped = boost::stacktrace::safe_dump_to(
+            first, walked.data(), (max_spawn_depth + 1) * sizeof(void*));
+        count = dumped > 0 ? dumped - 1 : 0;
     }
+    const std::size_t kept = std::min({count, max_spawn_depth, out.size()});
+    std::copy_n(walked.begin() + static_cast<std::ptrdiff_t>(from), kept, out.begin());
+    return kept;
+}
+
+[[gnu::noinline]] std::shared_ptr<const stack_capture> capture_stack(std::size_t skip) {
+    std::array<const void*, max_spawn_depth> frames;
+    const std::size_t count = capture_frames(frames, skip + 1); // +1: this function's frame
+    auto capture = std::make_shared<stack_capture>();
+    capture->frames.assign(frames.begin(), frames.begin() + static_cast<std::ptrdiff_t>(count));
     return capture;
 }
 

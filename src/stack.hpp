@@ -21,6 +21,9 @@ struct stack_capture;
 // Boost; symbols cost milliseconds. The first frame is the function that called
 // capture_stack, or the one `skip` frames further out; at most 32 frames.
 std::shared_ptr<const stack_capture> capture_stack(std::size_t skip);
+// The same frames into `out`, at most out.size() of them, without allocating (the throw hook
+// runs it inside __cxa_throw, src/throw_site.cpp). Returns how many.
+std::size_t capture_frames(std::span<const void*> out, std::size_t skip) noexcept;
 // For a forked child about to close the descriptors it inherited, libunwind's pipe among them:
 // its captures take Boost's way from then on. Async-signal-safe.
 void stop_using_libunwind() noexcept;

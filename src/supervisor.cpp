@@ -60,17 +60,14 @@
 #include "process_state.hpp"
 #include "registry.hpp"
 #include "stack.hpp"
+#include "throw_site.hpp"
 
 namespace asio = boost::asio;
 using clock_type = std::chrono::steady_clock;
 
 namespace warden::detail {
 
-namespace {
-
-thread_local child_record* running_child_ = nullptr;
-
-} // namespace
+constinit thread_local child_record* running_child_ = nullptr;
 
 exception_description describe_exception(const std::exception_ptr& error) {
     try {
@@ -141,10 +138,6 @@ struct blocked_wait {
         woken_cv.notify_all();
     }
 };
-
-child_record* current_child() noexcept {
-    return running_child_;
-}
 
 int this_thread_id() noexcept {
     // One system call per thread, not per child.
@@ -664,7 +657,7 @@ void describe(failure_record& r) {
 }
 
 void symbolise(failure_record& r) {
-    if (!r.spawn_stack)
+    if (!r.spawn_stack) // capture::location: neither stack
         return;
     {
         std::lock_guard lock(r.mutex);
@@ -672,10 +665,14 @@ void symbolise(failure_record& r) {
             return;
     }
     auto text = detail::symbolise(*r.spawn_stack);
+    // The record holds the exception object, and with it the frames recorded at its throw
+    // (throw_site.hpp): looked up here, by the first reader, not on the way to the waiters.
+    auto thrown = throw_stack_text(r.report.error);
     std::lock_guard lock(r.mutex);
     if (r.symbolised)
         return;
     r.report.origin.stacktrace = std::move(text);
+    r.report.throw_stack = std::move(thrown);
     r.symbolised = true;
 }
 

@@ -110,6 +110,7 @@ TEST_CASE("failure_report::to_json is valid JSON with every field") {
     auto report = *sup.first_failure();
     report.suppressed = {"later \n one", "ünïcödé ✓"};
     report.stragglers = {"sleeper (thread) running for 2 s"};
+    report.throw_stack = " 0# thrower() at a.cpp:1\n 1# caller() at a.cpp:2\n";
     const auto json = report.to_json();
     INFO(json);
     CHECK(warden_test::is_valid_json(json));
@@ -126,6 +127,8 @@ TEST_CASE("failure_report::to_json is valid JSON with every field") {
     CHECK(json.find(R"("when":"20)") != std::string::npos);
     CHECK(json.find(R"("stacktrace":")") != std::string::npos);
     CHECK(json.find(R"("outer":")") != std::string::npos);
+    CHECK(json.find(R"("throw_stack":" 0# thrower() at a.cpp:1\n 1# caller() at a.cpp:2\n")") !=
+          std::string::npos);
 }
 
 TEST_CASE("a report names where its program was started, as inside:, in text and JSON") {

@@ -34,6 +34,10 @@ struct failure_report {
     std::chrono::system_clock::time_point when;
     std::vector<std::string> suppressed; // later failures (fail_fast), one line each
     std::string type;                    // demangled type of the exception object
+    // The stack at the `throw` of the exception object (a rethrow keeps it), the function with
+    // the throw expression first, symbolised; empty under capture::location and where it
+    // could not be recorded (docs/design.md, "Throw sites").
+    std::string throw_stack;
     std::vector<std::string> stragglers; // children still running when join gave up waiting
     // When the exception came up from another child that failed with the same object first
     // (an inner supervisor's join in this child, or a task this child awaited): that child's
@@ -43,7 +47,8 @@ struct failure_report {
     // The end of the `inner` chain: this report itself if the child threw on its own.
     const failure_report& innermost() const noexcept;
 
-    // "<child> (<kind>) failed: <what>", then where it was spawned, in which test, the stack.
+    // "<child> (<kind>) failed: <what>", then where it was spawned, in which test, the stacks
+    // (where it was thrown, then the spawn).
     std::string to_string() const;
     // The same as one JSON object (every field above, the origin as a nested object), for
     // machines: CI dashboards, the fixtures' report files (docs/test-frameworks.md).
