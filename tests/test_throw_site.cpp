@@ -196,9 +196,11 @@ TEST_CASE("a throw inside the C++ runtime (vector::at) has its site too" * docte
     const auto report = report_of_only_failure(sup);
     CHECK(report.type == "std::out_of_range");
     // libstdc++'s own function throws (its name is not in the stripped library's symbols);
-    // the child's lambda is further out.
+    // the child's lambda is further out, or, in an optimised build where the lambda is inlined
+    // into the pool job's call of it, that call.
     CHECK(contains(first_frame(report.throw_stack), "libstdc++"));
-    CHECK(line_naming(report.throw_stack, "DOCTEST_ANON_FUNC") > 0);
+    CHECK((line_naming(report.throw_stack, "DOCTEST_ANON_FUNC") > 0 ||
+           line_naming(report.throw_stack, "unique_function") > 0));
 }
 
 namespace {
