@@ -23,7 +23,8 @@
 #include <boost/version.hpp>
 
 #if BOOST_ASIO_VERSION != 102600
-#error "warden: <warden/detail/asio_task_result.hpp> specializes Asio's private templates as they are in Boost 1.81 (Asio 1.26.0); this Boost has another Asio. See the comment at the top of that header."
+#error                                                                                             \
+    "warden: <warden/detail/asio_task_result.hpp> specializes Asio's private templates as they are in Boost 1.81 (Asio 1.26.0); this Boost has another Asio. See the comment at the top of that header."
 #endif
 
 namespace warden {
