@@ -49,9 +49,15 @@ namespace {
 
 // A pointer rather than a function-local static: a forked child replaces it, and a static's
 // guard copied by fork() while another thread of the parent was initialising it would stay
-// locked in the child. Values are never freed (references to them are handed out); there
-// is one per process, two when a forked child replaces its parent's.
-std::atomic<const std::string*> outer_value{nullptr};
+// locked in the child. Values are never freed (references to them are handed out), and each
+// keeps the one it replaced reachable, so that LeakSanitizer does not count it: one per
+// process, two when a forked child or a test replaces it.
+struct outer_value_node {
+    std::string value;
+    const outer_value_node* replaced = nullptr;
+};
+// Release on publishing, acquire on reading: a reader sees the value's text, written before.
+std::atomic<const outer_value_node*> outer_value{nullptr};
 
 // Walks `at` back to the start of a UTF-8 sequence, so that a cut leaves whole characters.
 std::size_t character_start(std::string_view s, std::size_t at) {
@@ -63,19 +69,24 @@ std::size_t character_start(std::string_view s, std::size_t at) {
 } // namespace
 
 const std::string& outer_origin() {
-    if (const auto* value = outer_value.load(std::memory_order_acquire))
-        return *value;
+    if (const auto* node = outer_value.load(std::memory_order_acquire))
+        return node->value;
     const char* env = std::getenv(std::string(origin_variable).c_str());
-    auto fresh = std::make_unique<const std::string>(env != nullptr ? env : "");
+    auto fresh = std::make_unique<outer_value_node>();
+    fresh->value = env != nullptr ? env : "";
     // Two first callers may race: the loser's copy is dropped and the winner's returned.
-    const std::string* expected = nullptr;
+    const outer_value_node* expected = nullptr;
     if (outer_value.compare_exchange_strong(expected, fresh.get(), std::memory_order_acq_rel))
-        return *fresh.release();
-    return *expected;
+        return fresh.release()->value;
+    return expected->value;
 }
 
 void set_outer_origin(std::string value) {
-    outer_value.store(new std::string(std::move(value)), std::memory_order_release);
+    auto node = std::make_unique<outer_value_node>();
+    node->value = std::move(value);
+    auto* published = node.release();
+    // Readers read only `value`, written before the exchange publishes it.
+    published->replaced = outer_value.exchange(published, std::memory_order_acq_rel);
 }
 
 std::string origin_value(const origin& o) {
