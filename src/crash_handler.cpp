@@ -150,7 +150,10 @@ std::vector<const void*> crash_dump_frames(std::string_view raw) {
     // The pipe's bytes sit in a char buffer, unaligned for pointers, and may end in a partial
     // pointer from a cut-short write, which is dropped.
     std::vector<const void*> frames(count);
-    std::memcpy(frames.data(), raw.data(), count * sizeof(void*));
+    // Not with nothing to copy: both pointers may then be null, which memcpy may not be given
+    // (UBSan: "Symbolising an empty dump gives an empty text").
+    if (count > 0)
+        std::memcpy(frames.data(), raw.data(), count * sizeof(void*));
     return frames;
 }
 
