@@ -312,7 +312,13 @@ blocking_pool::blocking_pool(std::size_t size, const std::string& supervisor)
     threads_.reserve(size);
     try {
         for (std::size_t i = 0; i < size; ++i)
-            threads_.emplace_back([this] { io_.run(); });
+            threads_.emplace_back([this] {
+                // A thread's first stack capture sets up the unwinder's cache for it (most of a
+                // millisecond): done here, not in the first throw of a child, which is on the
+                // way from a failure to its parent (bench_failure_latency, defaults rows).
+                [[maybe_unused]] const auto warm = capture_stack(0);
+                io_.run();
+            });
     } catch (const std::system_error& e) {
         // RLIMIT_NPROC, the kernel's thread limit, or memory: the threads that did start go,
         // and the spawn that needed the pool fails with nothing left behind.
