@@ -458,6 +458,9 @@ void supervisor_core::child_finished(child_record& child, std::exception_ptr err
     std::exception_ptr evicted_error;
     std::vector<std::string> evicted_output;
     const bool failed = error && !(cancelled && is_cancellation(error));
+    // Asked once: the count of lines owed and the line itself must agree, or a level changed
+    // in between would leave the destructor waiting for a line that never comes.
+    const bool log_failure = failed && log().should_log(spdlog::level::err);
 
     std::shared_ptr<child_record> keep_alive;
     std::vector<std::shared_ptr<child_record>> siblings;
@@ -528,7 +531,7 @@ void supervisor_core::child_finished(child_record& child, std::exception_ptr err
             // Release: pairs with the acquire in done(); error_ and the value are visible.
             child.done_.store(true, std::memory_order_release);
         }
-        if (failed && log().should_log(spdlog::level::err))
+        if (log_failure)
             ++reports_being_logged_;
         // Waits without a predicate (join, wait) care only whether every child is done
         // or one has failed; waking them for each of 100k finishing children costs more
@@ -556,7 +559,7 @@ void supervisor_core::child_finished(child_record& child, std::exception_ptr err
             cancel_child(*sibling);
     }
 
-    if (failed && log().should_log(spdlog::level::err))
+    if (log_failure)
         log_in_background(std::move(report), first);
     else if (!failed && log().should_log(spdlog::level::debug))
         log().debug("{}: {} ({}) finished after {}: {}", options_.name, child.name_,
