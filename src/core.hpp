@@ -124,8 +124,9 @@ class blocking_pool {
 
 // The child currently running on this thread (blocking job, or coroutine resumed through
 // child_executor); nullptr elsewhere. Written by current_child_scope only. Visible here, and
-// current_child() inline, because the throw hook (throw_site.cpp) reads it on every throw of
-// the program: outside a child that must cost one load and a branch.
+// current_child() inline, because the throw hook reads it on every throw of the program: outside
+// a child that must cost a load and a branch (src/throw_hook.cpp declares it again, without
+// this header).
 extern constinit thread_local child_record* running_child_;
 inline child_record* current_child() noexcept {
     return running_child_;
