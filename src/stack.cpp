@@ -86,27 +86,39 @@ std::atomic<std::size_t> symbolising_thread_count{0};
 thread_local bool symbolised_on_this_thread = false;
 thread_local bool is_symbolising_thread = false;
 
-// A frame's text, cached per thread by address: most reports name the same few spawn lines
-// and helpers, and libbacktrace takes tens of microseconds per frame (a report of 15 frames
-// was ~0.5 ms of the symbolising thread's time, each time). Bounded; an address reused by a
-// library loaded after another was unloaded would keep its old name (dlclose is rare in the
-// programs warden serves).
-const std::string& frame_text(const void* address) {
-    constexpr std::size_t max_cached = 16384;
-    thread_local std::unordered_map<const void*, std::string> cache;
-    if (auto it = cache.find(address); it != cache.end()) {
-        return it->second;
+// Frames' text by address: most reports name the same few spawn lines and helpers, and
+// libbacktrace takes tens of microseconds per frame (a report of 15 frames was ~0.5 ms of the
+// symbolising thread's time, each time). Bounded; an address reused by a library loaded after
+// another was unloaded would keep its old name (dlclose is rare in the programs warden
+// serves). Only the symbolising thread has one, as a member of an object in static storage,
+// not in thread-local storage: in a fork's child the parent's threads are gone, their
+// thread-local storage is never scanned, and LeakSanitizer would report a thread-local cache
+// that the parent filled as leaked.
+class frame_text_cache {
+  public:
+    const std::string& operator()(const void* address) {
+        constexpr std::size_t max_cached = 16384;
+        if (auto it = text_.find(address); it != text_.end()) {
+            return it->second;
+        }
+        if (text_.size() >= max_cached) {
+            text_.clear();
+        }
+        return text_.emplace(address, uncached(address)).first->second;
     }
-    if (cache.size() >= max_cached) {
-        cache.clear();
+
+    static std::string uncached(const void* address) {
+        return boost::stacktrace::to_string(boost::stacktrace::frame(address));
     }
-    return cache.emplace(address, boost::stacktrace::to_string(boost::stacktrace::frame(address)))
-        .first->second;
-}
+
+  private:
+    std::unordered_map<const void*, std::string> text_;
+};
 
 // The only call into Boost's symbolisation, in its format (" 0# function at file:line"), up to
-// the first null address.
-std::string symbolise_on_this_thread(std::span<const void* const> frames) {
+// the first null address. `cache` is the symbolising thread's, or null on any other thread.
+std::string symbolise_on_this_thread(std::span<const void* const> frames,
+                                     frame_text_cache* cache = nullptr) {
     if (!symbolised_on_this_thread) {
         symbolised_on_this_thread = true;
         symbolising_thread_count.fetch_add(1, std::memory_order_relaxed);
@@ -119,7 +131,11 @@ std::string symbolise_on_this_thread(std::span<const void* const> frames) {
         }
         out += std::to_string(i);
         out += "# ";
-        out += frame_text(frames[i]);
+        if (cache != nullptr) {
+            out += (*cache)(frames[i]);
+        } else {
+            out += frame_text_cache::uncached(frames[i]);
+        }
         out += '\n';
     }
     return out;
@@ -146,7 +162,7 @@ class symbolising_thread {
 
     std::string symbolise(std::span<const void* const> frames) {
         std::packaged_task<std::string()> request(
-            [frames] { return symbolise_on_this_thread(frames); });
+            [this, frames] { return symbolise_on_this_thread(frames, &cache_); });
         std::future<std::string> text = request.get_future();
         bool queued = false;
         {
@@ -206,6 +222,7 @@ class symbolising_thread {
     std::condition_variable wake_;
     std::deque<std::packaged_task<std::string()>> requests_;
     bool stopping_ = false;
+    frame_text_cache cache_; // used by worker_ alone
     std::thread worker_; // started in the constructor's body, once the members above exist
 };
 
@@ -219,8 +236,9 @@ class symboliser_owner {
     ~symboliser_owner() {
         if (::getpid() != symbolising_process) {
             // A fork's child calling exit(): the thread does not exist here, and destroying its
-            // condition variable would wait for the parent's waiter forever. Left as it is.
-            [[maybe_unused]] symbolising_thread* not_ours = thread_.release();
+            // condition variable would wait for the parent's waiter forever. Left as it is, and
+            // reachable from static storage so that LeakSanitizer does not call it a leak.
+            left_in_fork_child = thread_.release();
             return;
         }
         symboliser_stopped.store(true);
@@ -234,6 +252,7 @@ class symboliser_owner {
 
   private:
     std::unique_ptr<symbolising_thread> thread_;
+    static inline symbolising_thread* left_in_fork_child = nullptr;
 };
 
 // Null when the caller must symbolise by itself (see symbolise_frames).
