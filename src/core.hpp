@@ -25,6 +25,11 @@
 #include <warden/options.hpp>
 #include <warden/report.hpp>
 
+#include "child_table.hpp"
+#include "executor_host.hpp"
+#include "failure_ledger.hpp"
+#include "waiters.hpp"
+
 namespace warden {
 class process;
 }
@@ -34,53 +39,11 @@ namespace warden::detail {
 class process_state;
 class pending_report;
 
-// A failure as the supervisor keeps it. Two parts of the report are filled in by whoever
-// reads the report first, never on the way to the waiters: what() and the type name
-// (microseconds), and the symbolised spawn and throw stacks (milliseconds; the throw's frames
-// are found by the exception object, which `report.error` keeps alive). Each is made without
-// a lock and published under `mutex` (two readers at once may both make it; the first is
-// kept): a reader holding a lock while it symbolises would wait for the symbolising thread,
-// which may be writing this very report for the log. Shared: a report written after the
-// supervisor is gone (report_for in a catch block outside its scope) reads it.
-struct failure_record {
-    failure_report report; // what, type and the stacks: under `mutex` once published
-    std::shared_ptr<const stack_capture> spawn_stack;
-    std::mutex mutex;
-    bool described = false;
-    bool symbolised = false;
-    // The report of the same exception object in the child it came up from, if any.
-    std::shared_ptr<pending_report> passed_up_from;
-    bool observed = false; // thrown by a wait; guarded by the supervisor's mutex
-};
-
 struct exception_description {
     std::string type;
     std::string what; // the type again when what() is empty or there is no what()
 };
 exception_description describe_exception(const std::exception_ptr& error);
-
-// What a process or forked child adds to its end (process.cpp), for the dump's list of
-// children that finished.
-struct process_ending {
-    int pid = 0;
-    std::optional<int> status; // waitpid's, when it was reaped here
-    std::vector<std::string> last_output;
-};
-
-// A child that finished, as the dump shows it. Copied in child_finished's critical section,
-// so that a child is always either in the table or here; the exception's what() is read only
-// when a dump is made.
-struct finished_child {
-    std::string name;
-    child_kind kind = child_kind::coroutine;
-    std::source_location where;
-    std::exception_ptr error;
-    bool cancelled = false; // its cancellation had been requested
-    std::chrono::steady_clock::duration ran_for{};
-    int pid = 0;
-    std::optional<int> status;
-    std::vector<std::string> last_output;
-};
 
 // What the calling thread is to an executor. `io` is the io_context under it when this thread
 // runs that context (a blocking wait here would stop the handlers the wait needs);
@@ -97,30 +60,6 @@ struct executor_thread {
 executor_thread thread_of(const boost::asio::any_io_executor& executor);
 // Runs `fn` soon on the executor's thread, never inline. See supervisor.cpp.
 void run_soon(const boost::asio::any_io_executor& executor, unique_function<void()> fn);
-
-// The threads that run blocking children: an io_context run by `size` threads. Not
-// asio::thread_pool: when one of its threads cannot be created its constructor throws with the
-// others left running, and destroying it then waits for them forever.
-class blocking_pool {
-  public:
-    // More would be a mistake, not a plan (the kernel's own limits are near 32k threads).
-    static constexpr std::size_t max_threads = 16384;
-
-    // Throws spawn_error, with no thread left, if `size` is too large or a thread cannot start.
-    blocking_pool(std::size_t size, const std::string& supervisor);
-    ~blocking_pool();
-    blocking_pool(const blocking_pool&) = delete;
-    blocking_pool& operator=(const blocking_pool&) = delete;
-
-    boost::asio::io_context::executor_type executor() noexcept { return io_.get_executor(); }
-    // Runs what is queued, then joins the threads.
-    void join();
-
-  private:
-    boost::asio::io_context io_;
-    std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
-    std::vector<std::thread> threads_;
-};
 
 // The child currently running on this thread (blocking job, or coroutine resumed through
 // child_executor); nullptr elsewhere. Written by current_child_scope only. Visible here, and
@@ -145,65 +84,13 @@ class current_child_scope {
     child_record* previous_;
 };
 
-// The supervisor's table of running children: a list threaded through the records, in
-// admission order. Entering and leaving it allocate nothing (a std::map node per child was
-// 56 bytes and ~330 instructions of a trivial child's cost). Guarded by the supervisor's
-// mutex; the table holds each record by `table_ref_` while it is in.
-class live_list {
-  public:
-    class iterator {
-      public:
-        explicit iterator(child_record* at) noexcept
-            : at_(at) {}
-        const std::shared_ptr<child_record>& operator*() const noexcept { return at_->table_ref_; }
-        iterator& operator++() noexcept {
-            at_ = at_->table_next_;
-            return *this;
-        }
-        bool operator==(const iterator&) const noexcept = default;
-
-      private:
-        child_record* at_;
-    };
-
-    iterator begin() const noexcept { return iterator(head_); }
-    iterator end() const noexcept { return iterator(nullptr); }
-    bool empty() const noexcept { return size_ == 0; }
-    std::size_t size() const noexcept { return size_; }
-
-    void push_back(std::shared_ptr<child_record> child) noexcept {
-        child_record* c = child.get();
-        c->table_ref_ = std::move(child);
-        c->table_prev_ = tail_;
-        c->table_next_ = nullptr;
-        (tail_ != nullptr ? tail_->table_next_ : head_) = c;
-        tail_ = c;
-        ++size_;
-    }
-    // The table's reference, or null if the child is not in it.
-    std::shared_ptr<child_record> erase(child_record& c) noexcept {
-        if (!c.table_ref_)
-            return nullptr;
-        (c.table_prev_ != nullptr ? c.table_prev_->table_next_ : head_) = c.table_next_;
-        (c.table_next_ != nullptr ? c.table_next_->table_prev_ : tail_) = c.table_prev_;
-        c.table_prev_ = c.table_next_ = nullptr;
-        --size_;
-        return std::move(c.table_ref_);
-    }
-
-  private:
-    child_record* head_ = nullptr;
-    child_record* tail_ = nullptr;
-    std::size_t size_ = 0;
-};
-
 class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
   public:
     explicit supervisor_core(supervisor_options options);
     supervisor_core(boost::asio::any_io_executor executor, supervisor_options options);
 
     const supervisor_options& options() const noexcept { return options_; }
-    boost::asio::any_io_executor executor() const { return executor_; }
+    boost::asio::any_io_executor executor() const { return host_.executor(); }
     // Created by the first blocking spawn; throws spawn_error if it cannot be.
     blocking_pool& pool();
     // cancel_grace as a duration of the clock, never negative.
@@ -254,7 +141,7 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
                   std::chrono::steady_clock::time_point deadline, bool at_once);
     // Registers a one-shot callback run at the next settling change (every child done, a
     // failure, cancel). Caller holds the lock.
-    void on_next_change(std::unique_lock<std::mutex>& lock, unique_function<void()> fn);
+    void on_next_settlement(std::unique_lock<std::mutex>& lock, unique_function<void()> fn);
     std::unique_lock<std::mutex> lock() const;
     std::chrono::steady_clock::time_point failure_deadline_locked() const;
 
@@ -308,42 +195,39 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
 
     // How many children a report or a join_timeout names, the longest running first.
     static constexpr std::size_t max_listed = 32;
-    // How many finished children the dump remembers; docs/hang-reports.md promises at least 8.
-    static constexpr std::size_t recent_capacity = 16;
-    // Ends the caller's critical section, then wakes wait_until (every change); `settled`
-    // also wakes join and wait: every child done, a failure, or a cancel. Waking after the
-    // unlock: a woken waiter's first step is to take the lock.
-    // `request_stop` requests stop on stop_token() before anyone is woken.
-    void notify_and_unlock(std::unique_lock<std::mutex>& lock, bool settled, bool request_stop);
+
+    // The steps of child_finished, in order.
+    struct failure_opened {
+        std::shared_ptr<failure_record> record;
+        std::shared_ptr<pending_report> report;
+    };
+    failure_opened open_failure(const child_record& child, const std::exception_ptr& error);
+    // Under the lock: returns true if it is the first failure.
+    bool record_failure_locked(std::shared_ptr<failure_record> failure);
+    std::unique_ptr<std::vector<unique_function<void()>>>
+    mark_done_locked(child_record& child, const std::exception_ptr& error);
+    void cancel_siblings();
+    void log_finished(const child_record& child, const std::exception_ptr& error,
+                      bool cancelled) const;
     void wait_for_children_to_end(std::unique_lock<std::mutex>& lock);
     void log_in_background(std::shared_ptr<pending_report> report, bool first);
 
     supervisor_options options_;
-    mutable std::optional<boost::asio::io_context> own_io_; // mutable: get_executor() is not const
-    std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
-    std::thread io_thread_;
-    boost::asio::any_io_executor executor_;
-    std::once_flag pool_created_;
-    std::unique_ptr<blocking_pool> pool_; // written once, under pool_created_
+    executor_host host_;
 
+    // Guards the table, the ledger, the waiters' counters, the phase and the process objects:
+    // one lock, so that a child leaves the table, its failure is recorded and the waiters are
+    // woken in one step.
     mutable std::mutex mutex_;
-    std::condition_variable changed_; // any change: wait_until
-    std::condition_variable settled_; // all done, failed or cancelled: join, wait
+    // open --cancel()--> cancelled; open --first failure under fail_fast--> failed. Both
+    // refuse new spawns (supervisor_closed); neither is ever left.
     enum class phase { open, cancelled, failed } phase_ = phase::open;
-    live_list live_;
-    std::uint64_t next_id_ = 0;
-    std::deque<std::shared_ptr<failure_record>> failures_; // the first is first
-    std::chrono::steady_clock::time_point failed_at_;
-    int reports_being_logged_ = 0; // failures whose log line is still being written
-    std::uint64_t notifications_ = 0;
-    std::uint64_t settlements_ = 0;
-    std::vector<unique_function<void()>> change_waiters_;
+    child_table table_;
+    failure_ledger ledger_;
+    waiters waiters_;
     std::vector<std::unique_ptr<process>> processes_;
     std::vector<std::shared_ptr<process_state>> process_states_;
     std::stop_source stop_;
-    // The children that finished last: a ring, the next slot at finished_count_ % capacity.
-    std::array<finished_child, recent_capacity> recent_;
-    std::uint64_t finished_count_ = 0;
 
   public:
     // The entry of this core in the process-wide list that dump_all() reads (dump.cpp);

@@ -492,20 +492,17 @@ supervisor_core::where_now(const std::vector<std::shared_ptr<child_record>>& chi
 
 supervisor_core::dump_snapshot supervisor_core::snapshot_locked() const {
     dump_snapshot s;
-    s.running = live_.size();
+    s.running = table_.running().size();
     s.listed.reserve(std::min(s.running, max_listed));
     // Admission order: the longest running first.
-    for (const auto& child : live_) {
+    for (const auto& child : table_.running()) {
         if (s.listed.size() == max_listed)
             break;
         s.listed.push_back(child);
     }
     s.states = process_states_locked(s.listed);
-    s.finished = finished_count_;
-    const auto kept = std::min<std::uint64_t>(finished_count_, recent_capacity);
-    s.recent.reserve(kept);
-    for (std::uint64_t i = 1; i <= kept; ++i)
-        s.recent.push_back(recent_[(finished_count_ - i) % recent_capacity]);
+    s.finished = table_.finished_count();
+    s.recent = table_.recent();
     return s;
 }
 

@@ -1,7 +1,10 @@
-// The supervisor's rules. Each is kept by the code named here, and only there.
+// The supervisor's rules. Each is kept by the code named here, and only there. The parts of
+// its state are in their own headers: child_table.hpp (who runs, who finished lately),
+// failure_ledger.hpp (the failures, the first first), waiters.hpp (how waits learn of a
+// change), executor_host.hpp (where children run). One mutex guards the first three.
 //
-// 1. Who owns a child. supervisor_core::admit() enters the child record in `live_` before
-//    its body can start; only child_finished() takes it out. While a record is in `live_`
+// 1. Who owns a child. supervisor_core::admit() enters the child record in the table before
+//    its body can start; only child_finished() takes it out. While a record is in the table
 //    the supervisor counts it as running, whatever kind it is.
 //
 // 2. One way to end. Every kind of child ends by a call to child_finished(child, error):
@@ -11,17 +14,17 @@
 //    waiter and completing the task handle happen there and nowhere else, so no kind of
 //    child can be reported differently from another, or twice.
 //
-// 3. The first failure. Decided under `mutex_`: the failure that finds `failures_` empty is
+// 3. The first failure. Decided under `mutex_`: the failure that finds the ledger empty is
 //    the first. Under fail_fast the same critical section closes the supervisor
-//    (phase failed) and takes the list of siblings to cancel. Later failures are appended;
-//    they become the `suppressed` lines of the first report. An exception a child ends
-//    with after its cancellation was requested, and that means "operation aborted" (or a
-//    spawn refused because of that cancellation), is the child obeying the cancellation,
-//    not a failure. Stop is requested before any waiter wakes.
+//    (phase failed). Later failures are appended; they become the `suppressed` lines of the
+//    first report. An exception a child ends with after its cancellation was requested, and
+//    that means "operation aborted" (or a spawn refused because of that cancellation), is the
+//    child obeying the cancellation, not a failure. Stop is requested before any waiter
+//    wakes, and the siblings are cancelled right after.
 //
-// 4. No child outlives its supervisor. ~supervisor cancels every child and waits until
-//    `live_` is empty (wait_for_children_to_end), logging the stragglers; only then are the
-//    I/O thread and the pool joined. Nothing is ever detached.
+// 4. No child outlives its supervisor. ~supervisor cancels every child and waits until the
+//    table is empty (wait_for_children_to_end), logging the stragglers; only then are the
+//    I/O thread and the pool joined (executor_host::stop). Nothing is ever detached.
 //
 // 5. A supervisor created while a child runs belongs to that child's cancellation:
 //    nest_in_running_child() registers it, cancel_child() cancels it, so an outer failure
@@ -85,17 +88,6 @@ exception_description describe_exception(const std::exception_ptr& error) {
 }
 
 namespace {
-
-// "thread#12": what fmt::format("{}#{}") makes, at a tenth of its cost per spawn.
-std::string default_name(child_kind kind, std::uint64_t id) {
-    char digits[std::numeric_limits<std::uint64_t>::digits10 + 1];
-    char* end = std::to_chars(std::begin(digits), std::end(digits), id).ptr;
-    const std::string_view kind_name = to_string(kind);
-    std::string name;
-    name.reserve(kind_name.size() + 1 + static_cast<std::size_t>(end - digits));
-    name.append(kind_name).append(1, '#').append(std::string_view(digits, end));
-    return name;
-}
 
 std::string format_running_for(clock_type::duration d) {
     return fmt::format("{:.3f} s", std::chrono::duration<double>(d).count());
@@ -289,71 +281,14 @@ void child_record::on_done(unique_function<void()> fn) {
 }
 
 supervisor_core::supervisor_core(supervisor_options options)
-    : options_(std::move(options)) {
-    own_io_.emplace(1);
-    work_.emplace(own_io_->get_executor());
-    executor_ = own_io_->get_executor();
-    io_thread_ = std::thread([this] { own_io_->run(); });
-}
+    : options_(std::move(options)) {}
 
 supervisor_core::supervisor_core(asio::any_io_executor executor, supervisor_options options)
     : options_(std::move(options))
-    , executor_(std::move(executor)) {}
-
-blocking_pool::blocking_pool(std::size_t size, const std::string& supervisor)
-    : io_(size == 1 ? 1 : 0) {
-    if (size > max_threads)
-        throw spawn_error(std::make_error_code(std::errc::invalid_argument),
-                          "supervisor_options::threads",
-                          fmt::format("supervisor {}: a pool of {} threads for blocking children "
-                                      "is more than the {} allowed",
-                                      supervisor, size, max_threads));
-    work_.emplace(io_.get_executor());
-    threads_.reserve(size);
-    try {
-        for (std::size_t i = 0; i < size; ++i)
-            threads_.emplace_back([this] {
-                // A thread's first stack capture sets up the unwinder's cache for it (most of a
-                // millisecond): done here, not in the first throw of a child, which is on the
-                // way from a failure to its parent (bench_failure_latency, defaults rows).
-                [[maybe_unused]] const auto warm = capture_stack(0);
-                io_.run();
-            });
-    } catch (const std::system_error& e) {
-        // RLIMIT_NPROC, the kernel's thread limit, or memory: the threads that did start go,
-        // and the spawn that needed the pool fails with nothing left behind.
-        const std::size_t started = threads_.size();
-        io_.stop();
-        join();
-        throw spawn_error(e.code(), "supervisor_options::threads",
-                          fmt::format("supervisor {}: cannot start thread {} of its pool of {} "
-                                      "for blocking children",
-                                      supervisor, started + 1, size));
-    }
-}
-
-blocking_pool::~blocking_pool() {
-    join();
-}
-
-void blocking_pool::join() {
-    // Jobs already queued run first: each ends a child that the supervisor is waiting for.
-    work_.reset();
-    for (auto& thread : threads_)
-        if (thread.joinable())
-            thread.join();
-}
+    , host_(std::move(executor)) {}
 
 blocking_pool& supervisor_core::pool() {
-    // Not under mutex_: every blocking spawn asks for the pool, and that lock is contended
-    // by the pool threads ending children. call_once tries again after a throw.
-    std::call_once(pool_created_, [this] {
-        std::size_t n = options_.threads;
-        if (n == 0)
-            n = std::max(1u, std::thread::hardware_concurrency());
-        pool_ = std::make_unique<blocking_pool>(n, options_.name);
-    });
-    return *pool_;
+    return host_.pool(options_.threads, options_.name);
 }
 
 void supervisor_core::admit(const std::shared_ptr<child_record>& child, child_kind kind,
@@ -374,10 +309,7 @@ void supervisor_core::admit(const std::shared_ptr<child_record>& child, child_ki
                 fmt::format("warden: supervisor {} {}; spawn at {}:{} refused", options_.name,
                             phase_ == phase::cancelled ? "was cancelled" : "has failed",
                             where.file_name(), where.line()));
-        child->id_ = ++next_id_;
-        child->name_ = name.empty() ? default_name(kind, child->id_) : std::move(name);
-        child->started_ = clock_type::now();
-        live_.push_back(child);
+        table_.enter(child, std::move(name));
     }
     if (log().should_log(spdlog::level::debug))
         log().debug("{}: {} ({}) started, spawned at {}:{}{}", options_.name, child->name_,
@@ -449,119 +381,113 @@ void supervisor_core::nest_in_running_child() {
         cancel();
 }
 
+// Rule 2. Every kind of child ends here, and these steps run in this order for each.
 void supervisor_core::child_finished(child_record& child, std::exception_ptr error,
                                      process_ending* ending) {
+    // Classified here and nowhere else: an exception that obeys a requested cancellation is
+    // not a failure.
     const bool cancelled = child.cancel_requested();
-    const auto ran_for = clock_type::now() - child.started_;
-    // What the ring's slot held: destroyed after the unlock, since an exception's destructor
-    // is the user's code.
-    std::exception_ptr evicted_error;
-    std::vector<std::string> evicted_output;
     const bool failed = error && !(cancelled && is_cancellation(error));
     // Asked once: the count of lines owed and the line itself must agree, or a level changed
     // in between would leave the destructor waiting for a line that never comes.
     const bool log_failure = failed && log().should_log(spdlog::level::err);
+    const bool fail_fast = options_.policy == policy::fail_fast;
 
+    failure_opened failure;
+    if (failed)
+        failure = open_failure(child, error);
+
+    child_table::evicted made_room; // destroyed after the unlock
     std::shared_ptr<child_record> keep_alive;
-    std::vector<std::shared_ptr<child_record>> siblings;
-    std::shared_ptr<failure_record> failure;
-    std::shared_ptr<pending_report> report;
-    bool first = false;
     std::unique_ptr<std::vector<unique_function<void()>>> callbacks;
-    if (failed) {
-        // Nothing of the report's text is made here: the waiters and the siblings' cancellation
-        // come first, and the text is written by its first reader (report_for, the log).
-        failure = std::make_shared<failure_record>();
-        failure->spawn_stack = child.spawn_stack_;
-        // The same exception object recorded before, by a nested supervisor or a sibling
-        // whose task this child awaited: this report links to it, so it names the child that
-        // threw.
-        failure->passed_up_from = find_report(error);
-        auto& r = failure->report;
-        r.error = error;
-        r.child = child.name_;
-        r.kind = child.kind_;
-        r.origin = origin_of(child);
-        r.when = std::chrono::system_clock::now();
-        // Before any waiter wakes: the report a waiter registers as it throws (with the later
-        // failures' lines) is then the newer one, which report_for finds.
-        report = register_report(error,
-                                 [draft = report_draft{failure, {}, {}}] { return finish(draft); });
-    }
+    bool first = false;
     {
         auto lock = this->lock();
-        keep_alive = live_.erase(child);
-        {
-            // In the step that takes the child out of the table: a dump finds every child in
-            // one of the two (test: "a wait_until that times out after a process exited 0
-            // says so, with its last output").
-            auto& slot = recent_[finished_count_++ % recent_capacity];
-            slot.name.assign(child.name_); // the slot's buffer is reused
-            slot.kind = child.kind_;
-            slot.where = child.where_;
-            evicted_error = std::exchange(slot.error, error);
-            slot.cancelled = cancelled;
-            slot.ran_for = ran_for;
-            slot.pid = ending != nullptr ? ending->pid : 0;
-            slot.status = ending != nullptr ? ending->status : std::nullopt;
-            evicted_output =
-                std::exchange(slot.last_output, ending != nullptr ? std::move(ending->last_output)
-                                                                  : std::vector<std::string>());
-        }
-        if (failed) {
-            first = failures_.empty();
-            failures_.push_back(failure);
-            if (first) {
-                failed_at_ = clock_type::now();
-                // Closed here, in the same step that makes this failure the first, so no
-                // child admitted after it escapes the cancellation below.
-                if (options_.policy == policy::fail_fast)
-                    phase_ = phase::failed;
-            }
-        }
-        // The child is done in the same step that takes it out of the table: a wait that
-        // returns because the table is empty finds every task done (lock order: the
-        // supervisor's mutex, then the child's).
-        {
-            std::lock_guard child_lock(child.mutex_);
-            child.error_ = error;
-            child.cancel_action_ = {};
-            child.nested_.reset();
-            callbacks = std::move(child.on_done_);
-            // Release: pairs with the acquire in done(); error_ and the value are visible.
-            child.done_.store(true, std::memory_order_release);
-        }
+        keep_alive =
+            table_.leave(child, error, clock_type::now() - child.started_, ending, made_room);
+        if (failed)
+            first = record_failure_locked(failure.record);
+        callbacks = mark_done_locked(child, error);
         if (log_failure)
-            ++reports_being_logged_;
-        // Waits without a predicate (join, wait) care only whether every child is done
-        // or one has failed; waking them for each of 100k finishing children costs more
-        // than the children do. Stop is requested before they wake: a waiter that throws the
-        // failure finds stop_token().stop_requested() true.
-        notify_and_unlock(lock, failed || live_.empty(),
-                          first && options_.policy == policy::fail_fast);
+            ledger_.owe_log_line();
+        waiters_.notify_and_unlock(lock, failed || table_.running().empty(),
+                                   first && fail_fast ? &stop_ : nullptr);
     }
     child.done_.notify_all();
     if (callbacks)
         for (auto& callback : *callbacks)
             callback();
-
-    if (first && options_.policy == policy::fail_fast) {
-        // The waiters were woken first: with 100k siblings, taking the list costs
-        // milliseconds that the parent need not wait for. A sibling that ends meanwhile
-        // needs no cancelling.
-        {
-            std::lock_guard lock(mutex_);
-            siblings.reserve(live_.size());
-            for (const auto& sibling : live_)
-                siblings.push_back(sibling);
-        }
-        for (auto& sibling : siblings)
-            cancel_child(*sibling);
-    }
-
+    if (first && fail_fast)
+        cancel_siblings();
     if (log_failure)
-        log_in_background(std::move(report), first);
-    else if (!failed && log().should_log(spdlog::level::debug))
+        log_in_background(std::move(failure.report), first);
+    else if (!failed)
+        log_finished(child, error, cancelled);
+}
+
+// Nothing of the report's text is made here: the waiters and the siblings' cancellation come
+// first, and the text is written by its first reader (report_for, the log).
+supervisor_core::failure_opened supervisor_core::open_failure(const child_record& child,
+                                                              const std::exception_ptr& error) {
+    auto record = std::make_shared<failure_record>();
+    record->spawn_stack = child.spawn_stack_;
+    // The same exception object recorded before, by a nested supervisor or a sibling whose
+    // task this child awaited: this report links to it, so it names the child that threw.
+    record->passed_up_from = find_report(error);
+    auto& r = record->report;
+    r.error = error;
+    r.child = child.name_;
+    r.kind = child.kind_;
+    r.origin = origin_of(child);
+    r.when = std::chrono::system_clock::now();
+    // Before any waiter wakes: the report a waiter registers as it throws (with the later
+    // failures' lines) is then the newer one, which report_for finds.
+    auto report =
+        register_report(error, [draft = report_draft{record, {}, {}}] { return finish(draft); });
+    return {std::move(record), std::move(report)};
+}
+
+// Rule 3.
+bool supervisor_core::record_failure_locked(std::shared_ptr<failure_record> failure) {
+    const bool first = ledger_.add(std::move(failure), clock_type::now());
+    // Closed in the same step that makes this failure the first, so no child admitted after
+    // it escapes the siblings' cancellation.
+    if (first && options_.policy == policy::fail_fast)
+        phase_ = phase::failed;
+    return first;
+}
+
+// The child is done in the same step that takes it out of the table: a wait that returns
+// because the table is empty finds every task done (lock order: the supervisor's mutex, then
+// the child's). Returns the callbacks to run after the unlock.
+std::unique_ptr<std::vector<unique_function<void()>>>
+supervisor_core::mark_done_locked(child_record& child, const std::exception_ptr& error) {
+    std::lock_guard child_lock(child.mutex_);
+    child.error_ = error;
+    child.cancel_action_ = {};
+    child.nested_.reset();
+    // Release: pairs with the acquire in done(); error_ and the value are visible.
+    child.done_.store(true, std::memory_order_release);
+    return std::move(child.on_done_);
+}
+
+// After the waiters were woken: with 100k siblings, taking the list costs milliseconds that
+// the parent need not wait for. A sibling that ends meanwhile needs no cancelling.
+void supervisor_core::cancel_siblings() {
+    std::vector<std::shared_ptr<child_record>> siblings;
+    {
+        auto lock = this->lock();
+        siblings.reserve(table_.running().size());
+        for (const auto& sibling : table_.running())
+            siblings.push_back(sibling);
+    }
+    for (auto& sibling : siblings)
+        cancel_child(*sibling);
+}
+
+void supervisor_core::log_finished(const child_record& child, const std::exception_ptr& error,
+                                   bool cancelled) const {
+    if (log().should_log(spdlog::level::debug))
         log().debug("{}: {} ({}) finished after {}: {}", options_.name, child.name_,
                     to_string(child.kind_), format_running_for(clock_type::now() - child.started_),
                     error ? "cancelled" : (cancelled ? "done after cancel" : "done"));
@@ -586,9 +512,9 @@ void supervisor_core::log_in_background(std::shared_ptr<pending_report> report, 
         }
         {
             std::lock_guard lock(core->mutex_);
-            --core->reports_being_logged_;
+            core->ledger_.log_line_written();
         }
-        core->changed_.notify_all();
+        core->waiters_.wake_any();
     });
 }
 
@@ -606,32 +532,14 @@ std::unique_lock<std::mutex> supervisor_core::lock() const {
     return std::unique_lock(mutex_);
 }
 
-void supervisor_core::notify_and_unlock(std::unique_lock<std::mutex>& lock, bool settled,
-                                        bool request_stop) {
-    ++notifications_;
-    std::vector<unique_function<void()>> waiters;
-    if (settled) {
-        ++settlements_;
-        waiters.swap(change_waiters_);
-    }
-    lock.unlock();
-    // Unlocked: request_stop() runs the stop callbacks of every token, users' included.
-    if (request_stop)
-        stop_.request_stop();
-    changed_.notify_all();
-    if (settled)
-        settled_.notify_all();
-    for (auto& waiter : waiters)
-        waiter();
-}
-
 void supervisor_core::notify() {
     auto lock = this->lock();
-    notify_and_unlock(lock, false, false);
+    waiters_.notify_and_unlock(lock, false, nullptr);
 }
 
-void supervisor_core::on_next_change(std::unique_lock<std::mutex>&, unique_function<void()> fn) {
-    change_waiters_.push_back(std::move(fn));
+void supervisor_core::on_next_settlement(std::unique_lock<std::mutex>&,
+                                         unique_function<void()> fn) {
+    waiters_.on_next_settlement(std::move(fn));
 }
 
 void supervisor_core::cancel() {
@@ -640,9 +548,9 @@ void supervisor_core::cancel() {
         auto lock = this->lock();
         if (phase_ == phase::open)
             phase_ = phase::cancelled;
-        for (const auto& child : live_)
+        for (const auto& child : table_.running())
             children.push_back(child);
-        notify_and_unlock(lock, true, true);
+        waiters_.notify_and_unlock(lock, true, &stop_);
     }
     for (auto& child : children)
         cancel_child(*child);
@@ -719,15 +627,16 @@ supervisor_core::report_draft
 supervisor_core::draft_locked(const std::shared_ptr<failure_record>& r,
                               bool with_stragglers) const {
     report_draft d{r, {}, {}};
-    if (r == failures_.front())
-        d.later.assign(std::next(failures_.begin()), failures_.end());
+    if (r == ledger_.first())
+        d.later.assign(std::next(ledger_.all().begin()), ledger_.all().end());
     if (!with_stragglers)
         return d;
     // Bounded: a report must stay readable, and building it is on the parent's wake-up path.
     const auto now = clock_type::now();
-    for (const auto& child : live_) {
+    for (const auto& child : table_.running()) {
         if (d.stragglers.size() == max_listed) {
-            d.stragglers.push_back(fmt::format("... and {} more", live_.size() - max_listed));
+            d.stragglers.push_back(
+                fmt::format("... and {} more", table_.running().size() - max_listed));
             break;
         }
         d.stragglers.push_back(fmt::format("{} ({}) running for {}", child->name_,
@@ -757,7 +666,7 @@ failure_report supervisor_core::finish(const report_draft& draft) {
 }
 
 clock_type::time_point supervisor_core::failure_deadline_locked() const {
-    return deadline_after(cancel_grace(), failed_at_);
+    return deadline_after(cancel_grace(), ledger_.first_at());
 }
 
 clock_type::duration supervisor_core::cancel_grace() const noexcept {
@@ -770,14 +679,7 @@ supervisor_core::step supervisor_core::evaluate(std::unique_lock<std::mutex>&,
     // Under fail_fast only the first failure is ever thrown (later ones are its suppressed
     // lines); under collect, wait_until throws each failure once, join the rest as a group.
     const bool fail_fast = options_.policy == policy::fail_fast;
-    auto first_unobserved = [&]() -> const std::shared_ptr<failure_record>* {
-        if (fail_fast)
-            return failures_.empty() || failures_.front()->observed ? nullptr : &failures_.front();
-        for (auto& r : failures_)
-            if (!r->observed)
-                return &r;
-        return nullptr;
-    };
+    auto first_unobserved = [&] { return ledger_.first_unobserved(fail_fast); };
     auto throw_first_unobserved = [&](bool gave_up_waiting) -> step {
         const auto& r = *first_unobserved();
         r->observed = true;
@@ -789,18 +691,18 @@ supervisor_core::step supervisor_core::evaluate(std::unique_lock<std::mutex>&,
     if (unobserved && (fail_fast || at_once)) {
         // Thrown at once, the children still running are siblings being cancelled; after
         // the grace (or the caller's deadline) they are stragglers, and named as such.
-        if (at_once || live_.empty())
+        if (at_once || table_.running().empty())
             return throw_first_unobserved(false);
         if (now >= failure_deadline_locked() || now >= deadline)
             return throw_first_unobserved(true);
         return {verdict::keep_waiting, {}, false, std::min(failure_deadline_locked(), deadline)};
     }
-    if (!live_.empty())
+    if (!table_.running().empty())
         return {verdict::keep_waiting, {}, false, deadline};
     if (unobserved) {
         // Only what no wait has thrown yet: a failure is thrown once.
         step s{verdict::throw_error, {}, true, {}};
-        for (auto& r : failures_) {
+        for (const auto& r : ledger_.all()) {
             if (r->observed)
                 continue;
             r->observed = true;
@@ -840,7 +742,7 @@ void supervisor_core::check_not_own_child(const char* what) const {
 }
 
 bool supervisor_core::on_own_io_thread() const {
-    return own_io_ && own_io_->get_executor().running_in_this_thread();
+    return host_.on_own_io_thread();
 }
 
 void supervisor_core::check_can_block(const char* what) const {
@@ -849,7 +751,7 @@ void supervisor_core::check_can_block(const char* what) const {
             "warden: blocking {} on the I/O thread of supervisor {} would stop the coroutines "
             "it waits for; use co_await",
             what, options_.name));
-    if (thread_of(executor_).io != nullptr)
+    if (thread_of(host_.executor()).io != nullptr)
         throw std::logic_error(fmt::format(
             "warden: blocking {} on the thread that runs the executor of supervisor {} would "
             "stop the coroutines and processes it waits for; use co_await",
@@ -873,7 +775,7 @@ void supervisor_core::wait(clock_type::time_point deadline, clock_type::duration
             throw_failure(std::move(s));
         }
         if (pred != nullptr) {
-            const auto seen = notifications_;
+            const auto seen = waiters_.changes(waiters::kind::any);
             lock.unlock();
             const bool ready = (*pred)();
             lock.lock();
@@ -887,7 +789,7 @@ void supervisor_core::wait(clock_type::time_point deadline, clock_type::duration
                 }
                 return;
             }
-            if (notifications_ != seen)
+            if (waiters_.changes(waiters::kind::any) != seen)
                 continue; // a child finished while pred ran: look again at once
         } else if (s.what == verdict::finished) {
             return;
@@ -899,13 +801,8 @@ void supervisor_core::wait(clock_type::time_point deadline, clock_type::duration
         auto wake = std::min(s.wake_at, deadline);
         if (pred != nullptr)
             wake = std::min(wake, deadline_after(poll, now));
-        if (pred != nullptr) {
-            const auto seen = notifications_;
-            changed_.wait_until(lock, wake, [&] { return notifications_ != seen; });
-        } else {
-            const auto seen = settlements_;
-            settled_.wait_until(lock, wake, [&] { return settlements_ != seen; });
-        }
+        const auto kind = pred != nullptr ? waiters::kind::any : waiters::kind::settling;
+        waiters_.wait_for_change(lock, kind, waiters_.changes(kind), wake);
     }
 }
 
@@ -930,8 +827,8 @@ std::vector<child_info> supervisor_core::children(bool with_now) const {
     std::vector<std::shared_ptr<process_state>> states;
     {
         auto lock = this->lock();
-        live.reserve(live_.size());
-        for (const auto& child : live_)
+        live.reserve(table_.running().size());
+        for (const auto& child : table_.running())
             live.push_back(child);
         if (with_now)
             states = process_states_locked(live);
@@ -956,9 +853,9 @@ std::optional<failure_report> supervisor_core::first_failure() const {
     std::optional<report_draft> draft;
     {
         auto lock = this->lock();
-        if (failures_.empty())
+        if (ledger_.empty())
             return std::nullopt;
-        draft = draft_locked(failures_.front(), false);
+        draft = draft_locked(ledger_.first(), false);
     }
     return finish(std::move(*draft));
 }
@@ -968,7 +865,7 @@ std::vector<failure_report> supervisor_core::failures() const {
     {
         auto lock = this->lock();
         // The first gets its suppressed lines, the others none.
-        for (auto& r : failures_)
+        for (const auto& r : ledger_.all())
             drafts.push_back(draft_locked(r, false));
     }
     std::vector<failure_report> out;
@@ -980,7 +877,7 @@ std::vector<failure_report> supervisor_core::failures() const {
 
 bool supervisor_core::failure_observed() const {
     auto lock = this->lock();
-    return !failures_.empty() && failures_.front()->observed;
+    return ledger_.first_observed();
 }
 
 process& supervisor_core::keep(std::unique_ptr<process> p, std::shared_ptr<process_state> state) {
@@ -996,11 +893,11 @@ process& supervisor_core::keep(std::unique_ptr<process> p, std::shared_ptr<proce
 // when the outer one cancels that child (test: "nested: an outer failure reaches the leaves
 // of an inner supervisor on the child's executor").
 void supervisor_core::wait_for_children_to_end(std::unique_lock<std::mutex>& lock) {
-    const auto here = thread_of(executor_);
-    if (on_own_io_thread() && !live_.empty()) {
+    const auto here = thread_of(host_.executor());
+    if (on_own_io_thread() && !table_.running().empty()) {
         log().critical("{}: destroyed from its own I/O thread with {} children running; they "
                        "cannot end while it waits for them",
-                       options_.name, live_.size());
+                       options_.name, table_.running().size());
         std::terminate();
     }
     // Inside a handler of its own strand, nothing that runs on the strand can end before this
@@ -1011,9 +908,9 @@ void supervisor_core::wait_for_children_to_end(std::unique_lock<std::mutex>& loc
     const bool strand_bound = here.inside_strand;
     auto waiting_for = [&] {
         if (!strand_bound)
-            return live_.size();
+            return table_.running().size();
         std::size_t threads = 0;
-        for (const auto& child : live_)
+        for (const auto& child : table_.running())
             threads += child->kind_ == child_kind::thread;
         return threads;
     };
@@ -1025,7 +922,7 @@ void supervisor_core::wait_for_children_to_end(std::unique_lock<std::mutex>& loc
         const auto now = clock_type::now();
         if (now >= warn_at) {
             std::string names;
-            for (const auto& child : live_) {
+            for (const auto& child : table_.running()) {
                 names += fmt::format(" {} ({})", child->name_, to_string(child->kind_));
                 if (names.size() > 4096) {
                     names += " ...";
@@ -1033,7 +930,8 @@ void supervisor_core::wait_for_children_to_end(std::unique_lock<std::mutex>& loc
                 }
             }
             log().warn("{}: destructor waits for {} child{} that ignore cancellation:{}",
-                       options_.name, live_.size(), live_.size() == 1 ? "" : "ren", names);
+                       options_.name, table_.running().size(),
+                       table_.running().size() == 1 ? "" : "ren", names);
             warn_at = deadline_after(warn_every, now);
         }
         if (here.io != nullptr && !strand_bound && !here.io->stopped()) {
@@ -1043,14 +941,14 @@ void supervisor_core::wait_for_children_to_end(std::unique_lock<std::mutex>& loc
             continue;
         }
         // A thread child ending with coroutines left in the table does not settle it.
-        (strand_bound ? changed_ : settled_).wait_until(lock, warn_at, [&] {
-            return waiting_for() == 0;
-        });
+        waiters_.wait_until(lock, strand_bound ? waiters::kind::any : waiters::kind::settling,
+                            warn_at, [&] { return waiting_for() == 0; });
     }
-    if (!live_.empty())
+    if (!table_.running().empty())
         log().warn("{}: destroyed inside a handler of its own strand: {} cancelled child{} end "
                    "when that handler returns (co_await join() first to wait for them)",
-                   options_.name, live_.size(), live_.size() == 1 ? "" : "ren");
+                   options_.name, table_.running().size(),
+                   table_.running().size() == 1 ? "" : "ren");
 }
 
 void supervisor_core::shutdown() noexcept {
@@ -1060,9 +958,9 @@ void supervisor_core::shutdown() noexcept {
         {
             auto lock = this->lock();
             wait_for_children_to_end(lock);
-            changed_.wait(lock, [this] { return reports_being_logged_ == 0; });
-            if (!failures_.empty() && !failures_.front()->observed)
-                unjoined = draft_locked(failures_.front(), false);
+            waiters_.wait(lock, waiters::kind::any, [this] { return !ledger_.log_lines_owed(); });
+            if (!ledger_.empty() && !ledger_.first_observed())
+                unjoined = draft_locked(ledger_.first(), false);
         }
         if (unjoined)
             log().error("{}: failure nobody joined:\n{}", options_.name,
@@ -1080,23 +978,7 @@ void supervisor_core::shutdown() noexcept {
     for (const auto& state : states)
         state->stop_matching();
     states.clear();
-    if (own_io_) {
-        work_.reset();
-        // Handlers still queued (timer cancellations for finished joins, the matchers'
-        // verdicts) run first. Two hops: a verdict cancels its waiter's timer, which queues
-        // the timer's handler behind the first hop; the stop comes after that one too.
-        asio::post(*own_io_, [this] { asio::post(*own_io_, [this] { own_io_->stop(); }); });
-        io_thread_.join();
-        // Destroys what never ran, and the shared_ptrs to this core it held.
-        own_io_.reset();
-    }
-    std::unique_ptr<blocking_pool> pool;
-    {
-        auto lock = this->lock();
-        pool = std::move(pool_);
-    }
-    if (pool)
-        pool->join();
+    host_.stop();
     // Each process object holds its child record, which holds this core: released last, or
     // the core would keep itself alive (and every process state with it).
     std::vector<std::unique_ptr<process>> processes;
@@ -1198,7 +1080,7 @@ asio::awaitable<void> supervisor::join() {
                 timer->expires_at(std::min(s.wake_at, give_up_at));
                 // Weak: a waker left behind (its join was cancelled) must not keep a timer
                 // alive past its io_context (TSan, warden_stress under .ci/run tsan).
-                core->on_next_change(lock, [weak = std::weak_ptr(timer), executor] {
+                core->on_next_settlement(lock, [weak = std::weak_ptr(timer), executor] {
                     asio::post(executor, [weak] {
                         if (auto t = weak.lock())
                             t->cancel();

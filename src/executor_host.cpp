@@ -1,0 +1,108 @@
+#include "executor_host.hpp"
+
+#include <algorithm>
+#include <system_error>
+
+#include <boost/asio/post.hpp>
+
+#include <fmt/format.h>
+
+#include <warden/errors.hpp>
+
+#include "stack.hpp"
+
+namespace asio = boost::asio;
+
+namespace warden::detail {
+
+blocking_pool::blocking_pool(std::size_t size, const std::string& supervisor)
+    : io_(size == 1 ? 1 : 0) {
+    if (size > max_threads)
+        throw spawn_error(std::make_error_code(std::errc::invalid_argument),
+                          "supervisor_options::threads",
+                          fmt::format("supervisor {}: a pool of {} threads for blocking children "
+                                      "is more than the {} allowed",
+                                      supervisor, size, max_threads));
+    work_.emplace(io_.get_executor());
+    threads_.reserve(size);
+    try {
+        for (std::size_t i = 0; i < size; ++i)
+            threads_.emplace_back([this] {
+                // A thread's first stack capture sets up the unwinder's cache for it (most of a
+                // millisecond): done here, not in the first throw of a child, which is on the
+                // way from a failure to its parent (bench_failure_latency, defaults rows).
+                [[maybe_unused]] const auto warm = capture_stack(0);
+                io_.run();
+            });
+    } catch (const std::system_error& e) {
+        // RLIMIT_NPROC, the kernel's thread limit, or memory: the threads that did start go,
+        // and the spawn that needed the pool fails with nothing left behind.
+        const std::size_t started = threads_.size();
+        io_.stop();
+        join();
+        throw spawn_error(e.code(), "supervisor_options::threads",
+                          fmt::format("supervisor {}: cannot start thread {} of its pool of {} "
+                                      "for blocking children",
+                                      supervisor, started + 1, size));
+    }
+}
+
+blocking_pool::~blocking_pool() {
+    join();
+}
+
+void blocking_pool::join() {
+    // Jobs already queued run first: each ends a child that the supervisor is waiting for.
+    work_.reset();
+    for (auto& thread : threads_)
+        if (thread.joinable())
+            thread.join();
+}
+
+executor_host::executor_host() {
+    own_io_.emplace(1);
+    work_.emplace(own_io_->get_executor());
+    executor_ = own_io_->get_executor();
+    io_thread_ = std::thread([this] { own_io_->run(); });
+}
+
+executor_host::executor_host(asio::any_io_executor executor)
+    : executor_(std::move(executor)) {}
+
+executor_host::~executor_host() {
+    stop();
+}
+
+bool executor_host::on_own_io_thread() const {
+    return own_io_ && own_io_->get_executor().running_in_this_thread();
+}
+
+blocking_pool& executor_host::pool(std::size_t threads, const std::string& supervisor) {
+    // Not under the supervisor's mutex: every blocking spawn asks for the pool, and that lock
+    // is contended by the pool threads ending children. call_once tries again after a throw.
+    std::call_once(pool_created_, [&] {
+        const std::size_t n =
+            threads != 0 ? threads : std::max(1u, std::thread::hardware_concurrency());
+        pool_ = std::make_unique<blocking_pool>(n, supervisor);
+    });
+    return *pool_;
+}
+
+void executor_host::stop() noexcept {
+    if (own_io_) {
+        work_.reset();
+        // Handlers still queued run first. Two hops: a line matcher's verdict cancels its
+        // waiter's timer, which queues the timer's handler behind the first hop; the stop comes
+        // after that one too.
+        asio::post(*own_io_, [this] { asio::post(*own_io_, [this] { own_io_->stop(); }); });
+        io_thread_.join();
+        // Destroys what never ran, and the shared_ptrs to the supervisor it held.
+        own_io_.reset();
+    }
+    if (pool_) {
+        pool_->join();
+        pool_.reset();
+    }
+}
+
+} // namespace warden::detail

@@ -1,0 +1,78 @@
+#pragma once
+
+// Where a supervisor's children run: its executor, and the threads of its blocking children.
+// Private to src/.
+
+#include <cstddef>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+
+namespace warden::detail {
+
+// The threads that run blocking children: an io_context run by `size` threads. Not
+// asio::thread_pool: when one of its threads cannot be created its constructor throws with the
+// others left running, and destroying it then waits for them forever.
+class blocking_pool {
+  public:
+    // More would be a mistake, not a plan (the kernel's own limits are near 32k threads).
+    static constexpr std::size_t max_threads = 16384;
+
+    // Throws spawn_error, with no thread left, if `size` is too large or a thread cannot start.
+    blocking_pool(std::size_t size, const std::string& supervisor);
+    ~blocking_pool();
+    blocking_pool(const blocking_pool&) = delete;
+    blocking_pool& operator=(const blocking_pool&) = delete;
+
+    boost::asio::io_context::executor_type executor() noexcept { return io_.get_executor(); }
+    // Runs what is queued, then joins the threads.
+    void join();
+
+  private:
+    boost::asio::io_context io_;
+    std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
+    std::vector<std::thread> threads_;
+};
+
+// The executor a supervisor's coroutine children and process waits run on: the caller's, or an
+// io_context with a thread of its own (the default constructor's); and the pool of its blocking
+// children, created by the first blocking spawn. Both live until stop(), which the supervisor
+// calls once every child has ended.
+class executor_host {
+  public:
+    // An io_context of its own, run by a thread of its own.
+    executor_host();
+    explicit executor_host(boost::asio::any_io_executor executor);
+    ~executor_host();
+    executor_host(const executor_host&) = delete;
+    executor_host& operator=(const executor_host&) = delete;
+
+    const boost::asio::any_io_executor& executor() const noexcept { return executor_; }
+    // The thread of its own io_context calls this; false when the executor is the caller's.
+    bool on_own_io_thread() const;
+    // Created on first use with `threads` threads (0: one per core); throws spawn_error if it
+    // cannot be, and tries again on the next call.
+    blocking_pool& pool(std::size_t threads, const std::string& supervisor);
+
+    // Runs what is still queued on its own io_context (timer cancellations of finished joins,
+    // line matchers' verdicts), then stops and joins its thread; then joins the pool.
+    void stop() noexcept;
+
+  private:
+    // mutable: io_context::get_executor() is not const
+    mutable std::optional<boost::asio::io_context> own_io_;
+    std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
+    std::thread io_thread_;
+    boost::asio::any_io_executor executor_;
+    std::once_flag pool_created_;
+    std::unique_ptr<blocking_pool> pool_; // written once, under pool_created_
+};
+
+} // namespace warden::detail
