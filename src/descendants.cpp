@@ -11,6 +11,7 @@
 #include <cstring>
 #include <mutex>
 #include <optional>
+#include <thread>
 #include <unordered_set>
 
 #include <fcntl.h>
@@ -38,6 +39,9 @@ pid_t subreaper_of = 0;
 bool subreaper_refused = false;
 
 std::atomic<std::uint64_t> next_serial{0};
+
+// How long a child of this program with no environment to read is looked at again.
+constexpr std::chrono::milliseconds undecided_budget{20};
 
 std::mutex children_mutex;
 std::unordered_set<pid_t>& noted() {
@@ -96,8 +100,12 @@ std::optional<proc_stat> read_stat(pid_t pid) {
 }
 
 // The environment a process was started with (exec's copy, not what it setenv'd since).
-bool carries_token(pid_t pid, std::string_view token) {
+// Nothing at all: the process is in the middle of an exec (the new image has no environment
+// yet), or has an empty one.
+std::optional<bool> carries_token(pid_t pid, std::string_view token) {
     const std::string env = read_proc(pid, "environ", 1 << 20);
+    if (env.empty())
+        return std::nullopt;
     std::size_t start = 0;
     while (start < env.size()) {
         auto end = env.find('\0', start);
@@ -195,7 +203,8 @@ descendant_sweep::descendant_sweep(pid_t child, std::string token)
     , own_pgrp_(::getpgrp())
     , own_sid_(::getsid(0)) {}
 
-bool descendant_sweep::attributed(pid_t pgrp, pid_t sid, pid_t pid, bool alive) const {
+std::optional<bool> descendant_sweep::attributed(pid_t pgrp, pid_t sid, pid_t pid,
+                                                 bool alive) const {
     // The child is unreaped while the sweep runs, so its pid, and with it its group id, is
     // still its own.
     if (pgrp == child_)
@@ -204,7 +213,9 @@ bool descendant_sweep::attributed(pid_t pgrp, pid_t sid, pid_t pid, bool alive) 
         std::find(sessions_.begin(), sessions_.end(), sid) != sessions_.end())
         return true;
     // A zombie's environment is gone: only its group or session can tell.
-    return alive && !token_.empty() && carries_token(pid, token_);
+    if (!alive || token_.empty())
+        return false;
+    return carries_token(pid, token_);
 }
 
 void descendant_sweep::first_round() noexcept {
@@ -213,6 +224,7 @@ void descendant_sweep::first_round() noexcept {
 
 bool descendant_sweep::round() noexcept {
     bool found = false;
+    undecided_ = false;
     try {
         for (const pid_t pid : child_processes()) {
             if (pid == child_ || is_noted(pid) ||
@@ -226,7 +238,11 @@ bool descendant_sweep::round() noexcept {
                 continue;
             const auto stat = read_stat(pid);
             const bool alive = stat && stat->state != 'Z' && stat->state != 'X';
-            if (!stat || stat->ppid != self_ || !attributed(stat->pgrp, stat->sid, pid, alive)) {
+            const auto ours =
+                stat && stat->ppid == self_ ? attributed(stat->pgrp, stat->sid, pid, alive) : false;
+            if (!ours || !*ours) {
+                if (!ours)
+                    undecided_ = true;
                 ::close(pidfd);
                 continue;
             }
@@ -287,7 +303,8 @@ void descendant_sweep::reap_pending(std::chrono::milliseconds wait) noexcept {
 
 void descendant_sweep::finish(std::chrono::milliseconds budget) noexcept {
     using clock = std::chrono::steady_clock;
-    const auto deadline = clock::now() + budget;
+    const auto start = clock::now();
+    const auto deadline = start + budget;
     for (;;) {
         while (!pending_.empty()) {
             const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - clock::now());
@@ -298,8 +315,13 @@ void descendant_sweep::finish(std::chrono::milliseconds budget) noexcept {
         if (!pending_.empty() || clock::now() >= deadline)
             break;
         // The ends just reaped made orphans of their own children: those are here now.
-        if (!round())
+        if (round())
+            continue;
+        // A process caught in the middle of an exec shows no environment for a moment; one
+        // whose environment is empty shows none ever, so it is asked again only briefly.
+        if (!undecided_ || clock::now() >= start + undecided_budget)
             break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
     unfinished_ = pending_.size();
     for (const auto& p : pending_)

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -70,7 +71,8 @@ class descendant_sweep {
     // One look at this program's children; true if it found something attributed.
     bool round() noexcept;
     void reap_pending(std::chrono::milliseconds wait) noexcept;
-    bool attributed(pid_t pgrp, pid_t sid, pid_t pid, bool alive) const;
+    // Not known (nullopt) when its environment cannot be read, as in the middle of an exec.
+    std::optional<bool> attributed(pid_t pgrp, pid_t sid, pid_t pid, bool alive) const;
 
     const pid_t child_;
     const std::string token_;
@@ -84,6 +86,7 @@ class descendant_sweep {
     std::size_t unnamed_ = 0;
     std::vector<pending> pending_;
     std::size_t unfinished_ = 0;
+    bool undecided_ = false; // the last round met a process it could not tell about
 };
 
 } // namespace warden::detail

@@ -175,6 +175,26 @@ bool has_child_processes() {
     return ::waitpid(-1, nullptr, WNOHANG) != -1 || errno != ECHILD;
 }
 
+// This process's children as "pid (state) command", from /proc, for a violation's text.
+std::string describe_children() {
+    std::string out;
+    std::error_code ec;
+    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
+        std::ifstream in(task.path() / "children");
+        pid_t pid;
+        while (in >> pid) {
+            const auto dir = "/proc/" + std::to_string(pid);
+            std::ifstream stat_file(dir + "/stat");
+            std::string stat((std::istreambuf_iterator<char>(stat_file)), {});
+            std::ifstream cmd_file(dir + "/cmdline");
+            std::string cmd((std::istreambuf_iterator<char>(cmd_file)), {});
+            std::replace(cmd.begin(), cmd.end(), '\0', ' ');
+            out += " [" + stat.substr(0, stat.find(' ', stat.rfind(')') + 2)) + "] " + cmd;
+        }
+    }
+    return out;
+}
+
 class stress_run {
   public:
     stress_run(std::mt19937_64& rng, const std::vector<kind>& kinds,
@@ -765,7 +785,11 @@ run_result descendants_run(std::mt19937_64& rng) {
             static const char* end[] = {"exit 0", "exit 1", "sleep 0.005; exit 0", "wait"};
             const std::string script = grandchild[pick(3)] + job + end[pick(4)];
             plan += "\n    " + script;
-            shells.push_back(&sup.spawn_process({.argv = {"sh", "-c", script}}));
+            try {
+                shells.push_back(&sup.spawn_process({.argv = {"sh", "-c", script}}));
+            } catch (const warden::supervisor_closed&) {
+                break; // a shell that exits 1 has failed the run already
+            }
         }
         for (auto* shell : shells) {
             if (pick(2) == 0)
@@ -904,7 +928,7 @@ int main(int argc, char** argv) {
         }
         if (has_child_processes()) {
             result.ok = false;
-            result.violation += " child processes left";
+            result.violation += " child processes left:" + describe_children();
         }
         if (!result.ok) {
             ++violations;
