@@ -241,7 +241,10 @@ bool descendant_sweep::round() noexcept {
             const auto ours =
                 stat && stat->ppid == self_ ? attributed(stat->pgrp, stat->sid, pid, alive) : false;
             if (!ours || !*ours) {
-                if (!ours)
+                // Only one that left this program's session is looked at again: a sibling
+                // warden is starting right now is in it, and shows no environment while it
+                // execs.
+                if (!ours && stat->sid != own_sid_)
                     undecided_ = true;
                 ::close(pidfd);
                 continue;
