@@ -49,8 +49,10 @@
 #include <vector>
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -769,7 +771,13 @@ run_result nested_run(std::mt19937_64& rng) {
 run_result descendants_run(std::mt19937_64& rng) {
     auto pick = [&](int n) { return std::uniform_int_distribution<int>(0, n - 1)(rng); };
     run_result result;
-    std::vector<pid_t> grandchildren;
+    // Each grandchild by a pidfd opened while it runs: by the check, its pid may be another
+    // process's (pid_max is 32768 here), and it must never be asked about or signalled by pid.
+    struct grandchild_fd {
+        pid_t pid;
+        int fd;
+    };
+    std::vector<grandchild_fd> grandchildren;
     std::string plan;
     {
         warden::supervisor sup{{.name = "descendants"}};
@@ -795,7 +803,10 @@ run_result descendants_run(std::mt19937_64& rng) {
             if (pick(2) == 0)
                 continue;
             try {
-                grandchildren.push_back(std::stoi(shell->wait_for_line_blocking("^[0-9]+$", 10s)));
+                const pid_t pid = std::stoi(shell->wait_for_line_blocking("^[0-9]+$", 10s));
+                const int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+                if (fd >= 0)
+                    grandchildren.push_back({pid, fd});
             } catch (const std::exception&) {
                 // Its shell ended first: the grandchild went with its group, or printed later.
             }
@@ -803,12 +814,14 @@ run_result descendants_run(std::mt19937_64& rng) {
         if (pick(2) == 0)
             std::this_thread::sleep_for(std::chrono::microseconds(pick(3000)));
     }
-    for (const pid_t pid : grandchildren) {
-        if (::kill(pid, 0) == 0 || errno != ESRCH) {
+    for (const auto& [pid, fd] : grandchildren) {
+        pollfd ended{fd, POLLIN, 0};
+        if (::poll(&ended, 1, 0) != 1) {
             result.ok = false;
             result.violation += " grandchild " + std::to_string(pid) + " outlived the supervisor";
-            ::kill(pid, SIGKILL);
+            ::syscall(SYS_pidfd_send_signal, fd, SIGKILL, nullptr, 0);
         }
+        ::close(fd);
     }
     if (!result.ok)
         result.violation += plan;
