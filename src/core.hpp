@@ -65,6 +65,7 @@ struct process_ending {
     int pid = 0;
     std::optional<int> status; // waitpid's, when it was reaped here
     std::vector<std::string> last_output;
+    std::vector<std::string> left_running; // descendants killed at its end
 };
 
 // A child that finished, as the dump shows it. Copied in child_finished's critical section,
@@ -80,6 +81,7 @@ struct finished_child {
     int pid = 0;
     std::optional<int> status;
     std::vector<std::string> last_output;
+    std::vector<std::string> left_running;
 };
 
 // What the calling thread is to an executor. `io` is the io_context under it when this thread

@@ -457,6 +457,7 @@ void supervisor_core::child_finished(child_record& child, std::exception_ptr err
     // is the user's code.
     std::exception_ptr evicted_error;
     std::vector<std::string> evicted_output;
+    std::vector<std::string> evicted_left;
     const bool failed = error && !(cancelled && is_cancellation(error));
     // Asked once: the count of lines owed and the line itself must agree, or a level changed
     // in between would leave the destructor waiting for a line that never comes.
@@ -507,6 +508,9 @@ void supervisor_core::child_finished(child_record& child, std::exception_ptr err
             evicted_output =
                 std::exchange(slot.last_output, ending != nullptr ? std::move(ending->last_output)
                                                                   : std::vector<std::string>());
+            evicted_left =
+                std::exchange(slot.left_running, ending != nullptr ? std::move(ending->left_running)
+                                                                   : std::vector<std::string>());
         }
         if (failed) {
             first = failures_.empty();

@@ -555,11 +555,13 @@ TEST_CASE("env replaces the environment when given") {
     auto& p = sup.spawn_process({.argv = {"env"}, .env = {{{"WARDEN_ONLY", "1"}}}});
     sup.wait();
     auto tail = p.output_tail();
-    REQUIRE(tail.size() == 2);
-    // WARDEN_ORIGIN is added to any environment: see the tests below.
+    REQUIRE(tail.size() == 3);
+    // WARDEN_ORIGIN and WARDEN_LINEAGE are added to any environment: see the tests below and
+    // tests/test_descendants.cpp.
     std::sort(tail.begin(), tail.end());
-    CHECK(tail[0] == "WARDEN_ONLY=1");
-    CHECK(tail[1].starts_with("WARDEN_ORIGIN="));
+    CHECK(tail[0].starts_with("WARDEN_LINEAGE=" + std::to_string(::getpid()) + "."));
+    CHECK(tail[1] == "WARDEN_ONLY=1");
+    CHECK(tail[2].starts_with("WARDEN_ORIGIN="));
 }
 
 TEST_CASE("a grandchild's report names the test and the spawn that started its program") {
