@@ -46,6 +46,9 @@ std::shared_ptr<child_record> child_table::leave(child_record& child,
     made_room.output =
         std::exchange(slot.last_output, ending != nullptr ? std::move(ending->last_output)
                                                           : std::vector<std::string>());
+    made_room.left_running =
+        std::exchange(slot.left_running, ending != nullptr ? std::move(ending->left_running)
+                                                           : std::vector<std::string>());
     return taken;
 }
 

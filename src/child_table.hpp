@@ -24,6 +24,7 @@ struct process_ending {
     int pid = 0;
     std::optional<int> status; // waitpid's, when it was reaped here
     std::vector<std::string> last_output;
+    std::vector<std::string> left_running; // descendants killed at its end
 };
 
 // A child that finished, as the dump shows it. Copied in child_finished's critical section,
@@ -39,6 +40,7 @@ struct finished_child {
     int pid = 0;
     std::optional<int> status;
     std::vector<std::string> last_output;
+    std::vector<std::string> left_running;
 };
 
 // The supervisor's table of running children: a list threaded through the records, in
@@ -110,6 +112,7 @@ class child_table {
     struct evicted {
         std::exception_ptr error;
         std::vector<std::string> output;
+        std::vector<std::string> left_running;
     };
     // Takes the child out and remembers it among the finished, in the same step, so a dump
     // finds every child in one of the two (test: "a wait_until that times out after a

@@ -544,6 +544,8 @@ std::string supervisor_core::format_dump(const dump_snapshot& s,
         if (f.where.file_name() != nullptr && *f.where.file_name() != '\0')
             out += fmt::format("\n    spawned at {}:{}", f.where.file_name(), f.where.line());
         if (f.kind == child_kind::process || f.kind == child_kind::forked) {
+            for (const auto& d : f.left_running)
+                out += "\n    left running, killed: " + d;
             if (f.last_output.empty()) {
                 out += "\n    no output";
             } else {

@@ -32,6 +32,13 @@ std::string tail_text(const std::vector<std::string>& tail) {
     return out;
 }
 
+std::string left_running_text(const std::vector<std::string>& left_running) {
+    std::string out;
+    for (const auto& d : left_running)
+        out += "\n  left running, killed: " + d;
+    return out;
+}
+
 // A sanitizer report is the cause worth reading first: it goes before the rest of what().
 std::string with_sanitizer(const std::string& sanitizer, std::string message) {
     return sanitizer.empty() ? message : sanitizer + "; " + message;
@@ -89,46 +96,52 @@ spawn_error::spawn_error(std::error_code ec, std::string argument, const std::st
     , argument_(std::move(argument)) {}
 
 process_error::process_error(std::vector<std::string> argv, int pid, int exit_code,
-                             std::vector<std::string> output_tail, std::string sanitizer)
+                             std::vector<std::string> output_tail, std::string sanitizer,
+                             std::vector<std::string> left_running)
     : std::runtime_error(with_sanitizer(
-          sanitizer, fmt::format("process `{}` (pid {}) exited with code {}{}", join_argv(argv),
-                                 pid, exit_code, tail_text(output_tail))))
+          sanitizer,
+          fmt::format("process `{}` (pid {}) exited with code {}{}{}", join_argv(argv), pid,
+                      exit_code, left_running_text(left_running), tail_text(output_tail))))
     , argv_(std::move(argv))
     , pid_(pid)
     , exit_code_(exit_code)
     , output_tail_(std::move(output_tail))
-    , sanitizer_(std::move(sanitizer)) {}
+    , sanitizer_(std::move(sanitizer))
+    , left_running_(std::move(left_running)) {}
 
 namespace {
 
 std::string crashed_message(const std::vector<std::string>& argv, int pid, int signal,
-                            bool core_dumped, const std::vector<std::string>& output_tail) {
-    return fmt::format("process `{}` (pid {}) killed by {} ({}){}{}", join_argv(argv), pid,
+                            bool core_dumped, const std::vector<std::string>& output_tail,
+                            const std::vector<std::string>& left_running) {
+    return fmt::format("process `{}` (pid {}) killed by {} ({}){}{}{}", join_argv(argv), pid,
                        warden::signal_name(signal), signal, core_dumped ? ", core dumped" : "",
-                       tail_text(output_tail));
+                       left_running_text(left_running), tail_text(output_tail));
 }
 
 } // namespace
 
 process_crashed::process_crashed(std::vector<std::string> argv, int pid, int signal,
                                  bool core_dumped, std::vector<std::string> output_tail,
-                                 std::string crash_stack, std::string sanitizer)
+                                 std::string crash_stack, std::string sanitizer,
+                                 std::vector<std::string> left_running)
     : process_crashed(std::move(argv), pid, signal, core_dumped, std::move(output_tail),
                       std::make_shared<detail::crash_text>(std::move(crash_stack)),
-                      std::move(sanitizer)) {}
+                      std::move(sanitizer), std::move(left_running)) {}
 
 process_crashed::process_crashed(std::vector<std::string> argv, int pid, int signal,
                                  bool core_dumped, std::vector<std::string> output_tail,
                                  std::shared_ptr<detail::crash_text> crash_frames,
-                                 std::string sanitizer)
-    : std::runtime_error(
-          with_sanitizer(sanitizer, crashed_message(argv, pid, signal, core_dumped, output_tail)))
+                                 std::string sanitizer, std::vector<std::string> left_running)
+    : std::runtime_error(with_sanitizer(
+          sanitizer, crashed_message(argv, pid, signal, core_dumped, output_tail, left_running)))
     , argv_(std::move(argv))
     , pid_(pid)
     , signal_(signal)
     , core_dumped_(core_dumped)
     , output_tail_(std::move(output_tail))
     , sanitizer_(std::move(sanitizer))
+    , left_running_(std::move(left_running))
     , crash_(std::move(crash_frames)) {}
 
 const char* process_crashed::what() const noexcept {
@@ -146,14 +159,16 @@ std::string process_crashed::signal_name() const {
 }
 
 remote_error::remote_error(std::string type_name, std::string what, std::string stacktrace,
-                           std::string sanitizer)
+                           std::string sanitizer, std::vector<std::string> left_running)
     : std::runtime_error(with_sanitizer(
-          sanitizer, fmt::format("{}: {}{}", type_name, what,
-                                 stacktrace.empty() ? "" : "\n  thrown at:\n" + stacktrace)))
+          sanitizer, fmt::format("{}: {}{}{}", type_name, what,
+                                 stacktrace.empty() ? "" : "\n  thrown at:\n" + stacktrace,
+                                 left_running_text(left_running))))
     , type_name_(std::move(type_name))
     , what_(std::move(what))
     , stacktrace_(std::move(stacktrace))
-    , sanitizer_(std::move(sanitizer)) {}
+    , sanitizer_(std::move(sanitizer))
+    , left_running_(std::move(left_running)) {}
 
 timeout_error::timeout_error(const std::string& what, std::vector<std::string> output_tail)
     : std::runtime_error(what + tail_text(output_tail))

@@ -29,6 +29,7 @@
 
 #include "core.hpp"
 #include "crash_handler.hpp"
+#include "descendants.hpp"
 #include "forked.hpp"
 #include "process_state.hpp"
 #include "registry.hpp"
@@ -117,21 +118,26 @@ void keep_only_own_fds(int failure, int crash) noexcept {
     ::closefrom(crash_pipe_fd + 1);
 }
 
-// Puts `entry` ("WARDEN_ORIGIN=...") in the environment in place of any WARDEN_ORIGIN, by a
-// new array rather than setenv(): setenv takes glibc's environment lock, which a thread of the
-// parent may have held at the fork. The array and `entry` live as long as the child.
-void put_in_environment(char* entry) noexcept {
+// Puts `origin` ("WARDEN_ORIGIN=...") and `lineage` ("WARDEN_LINEAGE=...") in the environment
+// in place of any of theirs, skipping an empty one, by a new array rather than setenv():
+// setenv takes glibc's environment lock, which a thread of the parent may have held at the
+// fork. The array and the entries live as long as the child.
+void put_in_environment(char* origin, char* lineage) noexcept {
     std::size_t n = 0;
     while (environ[n] != nullptr)
         ++n;
-    auto** env = static_cast<char**>(std::malloc((n + 2) * sizeof(char*)));
+    auto** env = static_cast<char**>(std::malloc((n + 3) * sizeof(char*)));
     if (env == nullptr)
         return;
     std::size_t kept = 0;
     for (std::size_t i = 0; i < n; ++i)
-        if (!is_origin_entry(environ[i]))
+        if (!(*origin != '\0' && is_origin_entry(environ[i])) &&
+            !(*lineage != '\0' && is_lineage_entry(environ[i])))
             env[kept++] = environ[i];
-    env[kept++] = entry;
+    if (*origin != '\0')
+        env[kept++] = origin;
+    if (*lineage != '\0')
+        env[kept++] = lineage;
     env[kept] = nullptr;
     environ = env;
 }
@@ -140,7 +146,8 @@ void put_in_environment(char* entry) noexcept {
 // any lock they held stays locked here. So nothing below takes a warden mutex or logs; stdio
 // is safe only because the parent held the stdout and stderr locks across fork().
 [[noreturn]] void run_child(unique_function<void()>& body, pipe_pair& output, pipe_pair& failure,
-                            pipe_pair& crash, std::string& origin, bool record_throws) noexcept {
+                            pipe_pair& crash, std::string& origin, std::string& lineage,
+                            bool record_throws) noexcept {
     ::setpgid(0, 0);
     struct sigaction default_action {};
     default_action.sa_handler = SIG_DFL;
@@ -176,9 +183,10 @@ void put_in_environment(char* entry) noexcept {
     keep_only_own_fds(failure.write.release(), crash.write.release());
     failure_fd = failure_pipe_fd;
     install_crash_handlers(crash_pipe_fd);
-    // A warden in f, and the programs f starts, see where this child came from.
+    // A warden in f, and the programs f starts, see where this child came from; and the
+    // programs f starts carry the parent's token, by which their orphans are attributed.
+    put_in_environment(origin.data(), lineage.data());
     if (!origin.empty()) {
-        put_in_environment(origin.data());
         try {
             set_outer_origin(origin.substr(origin_variable.size() + 1));
         } catch (...) {
@@ -202,13 +210,14 @@ void put_in_environment(char* entry) noexcept {
 }
 
 remote_error unreadable(const std::vector<std::string>& argv, int pid, int code, std::size_t bytes,
-                        const std::string& why, std::string sanitizer) {
+                        const std::string& why, std::string sanitizer,
+                        std::vector<std::string> left_running) {
     return remote_error("<unreadable failure message>",
                         fmt::format("forked child {} (pid {}) exited with code {} and sent {} "
                                     "bytes that are not a failure message warden can read: {}",
                                     argv.empty() ? std::string() : argv.front(), pid, code, bytes,
                                     why),
-                        {}, std::move(sanitizer));
+                        {}, std::move(sanitizer), std::move(left_running));
 }
 
 } // namespace
@@ -222,22 +231,24 @@ int forked_failure_fd() noexcept {
 // report all the same.
 std::exception_ptr forked_exit_outcome(const std::vector<std::string>& argv, int pid, int code,
                                        std::string_view report, std::size_t report_total,
-                                       std::vector<std::string> tail, std::string sanitizer) {
+                                       std::vector<std::string> tail, std::string sanitizer,
+                                       std::vector<std::string> left_running) {
     if (report_total == 0)
-        return std::make_exception_ptr(
-            process_error(argv, pid, code, std::move(tail), std::move(sanitizer)));
+        return std::make_exception_ptr(process_error(
+            argv, pid, code, std::move(tail), std::move(sanitizer), std::move(left_running)));
     if (report_total > max_remote_failure_size)
         return std::make_exception_ptr(unreadable(
             argv, pid, code, report_total,
             fmt::format("larger than the {} bytes a message may have", max_remote_failure_size),
-            std::move(sanitizer)));
+            std::move(sanitizer), std::move(left_running)));
     auto decoded = decode_remote_failure(report);
     if (!decoded.failure)
-        return std::make_exception_ptr(
-            unreadable(argv, pid, code, report_total, decoded.error, std::move(sanitizer)));
+        return std::make_exception_ptr(unreadable(argv, pid, code, report_total, decoded.error,
+                                                  std::move(sanitizer), std::move(left_running)));
     auto& f = *decoded.failure;
     return std::make_exception_ptr(remote_error(std::move(f.type_name), std::move(f.what),
-                                                std::move(f.stacktrace), std::move(sanitizer)));
+                                                std::move(f.stacktrace), std::move(sanitizer),
+                                                std::move(left_running)));
 }
 
 } // namespace warden::detail
@@ -252,6 +263,10 @@ process& supervisor::start_forked(detail::unique_function<void()> body, spawn_op
     auto record = std::make_shared<detail::task_state<void>>();
     core_->admit(record, child_kind::forked, std::move(options.name), where);
     auto origin = detail::origin_entry(*core_, *record);
+    // Before the fork, so that none of the child's orphans goes to init.
+    detail::become_subreaper();
+    auto lineage = detail::new_lineage_token();
+    auto lineage_entry = detail::lineage_entry(lineage);
 
     // Whatever the parent buffered is written once, by the parent; and no other thread holds
     // the stdio locks at the fork, so the child can print.
@@ -263,7 +278,7 @@ process& supervisor::start_forked(detail::unique_function<void()> body, spawn_op
     if (pid == 0) {
         ::funlockfile(stderr);
         ::funlockfile(stdout);
-        detail::run_child(body, output, failure, crash, origin,
+        detail::run_child(body, output, failure, crash, origin, lineage_entry,
                           core_->options().capture == capture::stacktrace);
     }
     const int fork_errno = errno;
@@ -280,7 +295,8 @@ process& supervisor::start_forked(detail::unique_function<void()> body, spawn_op
     failure.write.reset();
     crash.write.reset();
     return detail::adopt(core_, record, {record->name()}, process_options{}.output_tail, pid,
-                         std::move(output.read), std::move(failure.read), std::move(crash.read));
+                         std::move(output.read), std::move(failure.read), std::move(crash.read),
+                         std::move(lineage));
 }
 
 } // namespace warden

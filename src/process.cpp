@@ -49,6 +49,7 @@
 #include "core.hpp"
 #include "crash_handler.hpp"
 #include "crash_text.hpp"
+#include "descendants.hpp"
 #include "log.hpp"
 #include "process_state.hpp"
 #include "registry.hpp"
@@ -68,6 +69,9 @@ constexpr std::size_t max_line_bytes = 64 * 1024;
 // After the exit, what is still in a pipe is read without waiting, up to this much: a
 // grandchild that keeps the pipe open and writes flat out cannot hold up the report.
 constexpr std::size_t max_drain_bytes = 4 * 1024 * 1024;
+// How long the end of a child may wait for its killed descendants to die, on the I/O thread.
+// SIGKILL takes a millisecond or so; only a process stuck in the kernel takes longer.
+constexpr std::chrono::milliseconds descendants_budget{250};
 // The crash dump is one write of at most 129 pointers; anything longer is not ours.
 constexpr std::size_t max_crash_bytes = 4096;
 
@@ -125,13 +129,15 @@ int open_pidfd(int pid) noexcept {
 
 process_state::process_state(std::shared_ptr<supervisor_core> core,
                              std::shared_ptr<task_state<void>> record, int pid,
-                             std::vector<std::string> argv, std::size_t tail_limit)
+                             std::vector<std::string> argv, std::size_t tail_limit,
+                             std::string lineage)
     : core_(std::move(core))
     , record_(std::move(record))
     , argv_(std::move(argv))
     , tail_limit_(tail_limit)
     , executor_(core_->executor())
-    , pid_(pid) {}
+    , pid_(pid)
+    , lineage_(std::move(lineage)) {}
 
 process_state::~process_state() {
     // After the supervisor's shutdown, which stopped the matcher already unless a waiter came
@@ -321,6 +327,8 @@ void process_state::on_exit_ready(const boost::system::error_code& ec) {
     after_begin();
     if (ec == asio::error::operation_aborted)
         return;
+    if (!ec)
+        end_descendants();
     {
         std::lock_guard lock(mutex_);
         if (ec) {
@@ -346,6 +354,7 @@ void process_state::on_exit_ready(const boost::system::error_code& ec) {
             return;
         }
         reaped_ = true;
+        forget_child(pid_);
         cancelled_ = cancel_sent_;
         if (reaped == pid_)
             status_ = status;
@@ -362,6 +371,37 @@ void process_state::on_exit_ready(const boost::system::error_code& ec) {
         }
     }
     maybe_finish();
+}
+
+// Runs before the reap, without mutex_ (it may wait up to descendants_budget for the killed
+// to die): the child's pid, hence its group id, cannot be reused meanwhile, so a process in
+// that group is surely its descendant. A cancel that comes meanwhile signals a dead leader's
+// group, which is harmless. Tests: tests/test_descendants.cpp.
+void process_state::end_descendants() {
+    if (!become_subreaper())
+        return;
+    descendant_sweep sweep(pid_, lineage_);
+    // Named while they run, before the group's SIGKILL below turns them into zombies.
+    sweep.first_round();
+    {
+        std::lock_guard lock(mutex_);
+        signal_group_locked(SIGKILL);
+    }
+    sweep.finish(descendants_budget);
+    left_running_ = sweep.left_running();
+    if (sweep.unfinished() > 0)
+        log().warn("{}: {} descendant(s) killed but not ended within {} ms; left unreaped", name(),
+                   sweep.unfinished(), descendants_budget.count());
+    if (left_running_.empty())
+        return;
+    const bool cancelled = record_->cancel_requested();
+    if (log().should_log(cancelled ? spdlog::level::debug : spdlog::level::warn)) {
+        std::string list;
+        for (const auto& d : left_running_)
+            list += (list.empty() ? "" : ", ") + d;
+        log().log(cancelled ? spdlog::level::debug : spdlog::level::warn,
+                  "{} (pid {}) ended and left running, killed: {}", name(), pid_, list);
+    }
 }
 
 void process_state::request_cancel() {
@@ -445,7 +485,7 @@ void process_state::finish() {
     for (auto& [w, error] : ended)
         if (w->timer)
             w->timer->cancel();
-    process_ending ending{pid_, wait_status(), output_tail()};
+    process_ending ending{pid_, wait_status(), output_tail(), left_running_};
     // The supervisor records the outcome before any waiter resumes, as it does for tasks.
     core_->child_finished(*record_, outcome, &ending);
     for (auto& [w, error] : ended)
@@ -496,16 +536,17 @@ std::exception_ptr process_state::make_outcome(const std::string& crash) {
             return nullptr;
         if (record_->kind() == child_kind::forked && code != 0)
             return forked_exit_outcome(argv_, pid_, code, report_bytes_, report_total_,
-                                       std::move(tail), std::move(sanitizer));
+                                       std::move(tail), std::move(sanitizer), left_running_);
         return std::make_exception_ptr(
-            process_error(argv_, pid_, code, std::move(tail), std::move(sanitizer)));
+            process_error(argv_, pid_, code, std::move(tail), std::move(sanitizer), left_running_));
     }
     if (WIFSIGNALED(s))
-        return std::make_exception_ptr(process_crashed(
-            argv_, pid_, WTERMSIG(s), WCOREDUMP(s) != 0, std::move(tail),
-            std::make_shared<crash_text>(crash_dump_frames(crash)), std::move(sanitizer)));
+        return std::make_exception_ptr(
+            process_crashed(argv_, pid_, WTERMSIG(s), WCOREDUMP(s) != 0, std::move(tail),
+                            std::make_shared<crash_text>(crash_dump_frames(crash)),
+                            std::move(sanitizer), left_running_));
     return std::make_exception_ptr(
-        process_error(argv_, pid_, -1, std::move(tail), std::move(sanitizer)));
+        process_error(argv_, pid_, -1, std::move(tail), std::move(sanitizer), left_running_));
 }
 
 namespace {
@@ -684,22 +725,27 @@ void withdraw(supervisor_core& core, child_record& record) {
 
 process& adopt(const std::shared_ptr<supervisor_core>& core,
                const std::shared_ptr<task_state<void>>& record, std::vector<std::string> argv,
-               std::size_t tail_limit, int pid, unique_fd output, unique_fd report,
-               unique_fd crash) {
+               std::size_t tail_limit, int pid, unique_fd output, unique_fd report, unique_fd crash,
+               std::string lineage) {
     auto give_up = [&](int error, const char* what) -> spawn_error {
         // Nothing may be left running: the child goes, and is reaped, before the throw.
         ::kill(-pid, SIGKILL);
         ::kill(pid, SIGKILL);
         while (::waitpid(pid, nullptr, 0) == -1 && errno == EINTR) {
         }
+        forget_child(pid);
         withdraw(*core, *record);
         return spawn_error(std::error_code(error, std::system_category()), what,
                            fmt::format("cannot watch child {}", record->name()));
     };
+    // Before anything can reap it: a sweep of a sibling's descendants must never take it for
+    // an orphan.
+    note_child(pid);
     unique_fd pidfd(open_pidfd(pid));
     if (pidfd.get() < 0)
         throw give_up(errno, "pidfd_open");
-    auto state = std::make_shared<process_state>(core, record, pid, std::move(argv), tail_limit);
+    auto state = std::make_shared<process_state>(core, record, pid, std::move(argv), tail_limit,
+                                                 std::move(lineage));
     if (log().should_log(spdlog::level::debug))
         log().debug("{}: pid {}", record->name(), pid);
     // Armed before start(): a quick child can be reaped and finished on the I/O thread before
@@ -850,27 +896,32 @@ bool is_origin_entry(const char* entry) noexcept {
 }
 
 int launch(const launch_plan& plan, const std::vector<std::string>& argv, int output_fd, int& pid,
-           const std::string& origin_entry) {
+           const std::string& origin_entry, const std::string& lineage_entry) {
     std::vector<char*> args;
     args.reserve(argv.size() + 1);
     for (const auto& a : argv)
         args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
     // The child's environment: the given one or ours, with our WARDEN_ORIGIN in place of any
-    // it had (ours names the spawn, then chains the one we were given).
+    // it had (ours names the spawn, then chains the one we were given), and our
+    // WARDEN_LINEAGE in place of any (it chains ours; a given one is not warden's).
     std::vector<char*> env;
-    const bool own_env = plan.replace_env || !origin_entry.empty();
+    const bool own_env = plan.replace_env || !origin_entry.empty() || !lineage_entry.empty();
     if (plan.replace_env) {
-        env.reserve(plan.env.size() + 2);
+        env.reserve(plan.env.size() + 3);
         for (const auto& e : plan.env)
-            env.push_back(const_cast<char*>(e.c_str()));
+            if (lineage_entry.empty() || !is_lineage_entry(e.c_str()))
+                env.push_back(const_cast<char*>(e.c_str()));
     } else if (own_env) {
         for (char** e = environ; *e != nullptr; ++e)
-            if (!is_origin_entry(*e))
+            if (!(!origin_entry.empty() && is_origin_entry(*e)) &&
+                !(!lineage_entry.empty() && is_lineage_entry(*e)))
                 env.push_back(*e);
     }
     if (!origin_entry.empty())
         env.push_back(const_cast<char*>(origin_entry.c_str()));
+    if (!lineage_entry.empty())
+        env.push_back(const_cast<char*>(lineage_entry.c_str()));
     if (own_env)
         env.push_back(nullptr);
 
@@ -1087,8 +1138,12 @@ process& supervisor::spawn_process(process_options options, std::source_location
     const bool origin_given =
         options.env && options.env->contains(std::string(detail::origin_variable));
     const std::string origin = origin_given ? std::string() : detail::origin_entry(*core_, *record);
+    // Before the first child starts, so that none of its orphans goes to init.
+    detail::become_subreaper();
+    std::string lineage = detail::new_lineage_token();
     int pid = -1;
-    if (const int err = detail::launch(plan, options.argv, output.write.get(), pid, origin)) {
+    if (const int err = detail::launch(plan, options.argv, output.write.get(), pid, origin,
+                                       detail::lineage_entry(lineage))) {
         // Passed the checks but exec still failed: a bad #! interpreter, a file removed
         // meanwhile, ENOEXEC, EAGAIN. glibc has reaped the failed child.
         detail::withdraw(*core_, *record);
@@ -1097,7 +1152,7 @@ process& supervisor::spawn_process(process_options options, std::source_location
     }
     output.write.reset();
     return detail::adopt(core_, record, std::move(options.argv), options.output_tail, pid,
-                         std::move(output.read), {}, {});
+                         std::move(output.read), {}, {}, std::move(lineage));
 }
 
 } // namespace warden

@@ -98,7 +98,8 @@ class process_state : public std::enable_shared_from_this<process_state> {
     using duration = std::chrono::steady_clock::duration;
 
     process_state(std::shared_ptr<supervisor_core> core, std::shared_ptr<task_state<void>> record,
-                  int pid, std::vector<std::string> argv, std::size_t tail_limit);
+                  int pid, std::vector<std::string> argv, std::size_t tail_limit,
+                  std::string lineage = {});
     ~process_state();
     process_state(const process_state&) = delete;
     process_state& operator=(const process_state&) = delete;
@@ -161,6 +162,8 @@ class process_state : public std::enable_shared_from_this<process_state> {
     void arm_waiter_timer(const std::shared_ptr<line_waiter>& w, duration timeout);
     void wait_exit();
     void on_exit_ready(const boost::system::error_code& ec);
+    // The child is dead and unreaped: its descendants still here go (descendants.hpp).
+    void end_descendants();
     void arm_kill_timer();
     void maybe_finish();
     void finish();
@@ -175,6 +178,7 @@ class process_state : public std::enable_shared_from_this<process_state> {
     const std::size_t tail_limit_;
     const boost::asio::any_io_executor executor_;
     const int pid_;
+    const std::string lineage_; // its WARDEN_LINEAGE token
 
     // Executor only.
     std::optional<boost::asio::posix::stream_descriptor> exit_; // the pidfd
@@ -189,7 +193,8 @@ class process_state : public std::enable_shared_from_this<process_state> {
     sanitizer_scanner sanitizer_;  // every output line, for make_outcome
     bool exited_ = false;
     bool finishing_ = false;
-    bool killed_ = false; // SIGKILL sent by the kill timer
+    bool killed_ = false;                   // SIGKILL sent by the kill timer
+    std::vector<std::string> left_running_; // descendants found running at its end, killed
 
     std::mutex beginning_;
     mutable std::mutex mutex_;
@@ -216,9 +221,10 @@ struct launch_plan {
 launch_plan plan_launch(const process_options& options);
 // posix_spawn with stdout and stderr on `output_fd`, stdin on /dev/null, no other fd, its own
 // process group, default signals, and `origin_entry` ("WARDEN_ORIGIN=...", unless empty) in
-// place of any WARDEN_ORIGIN of its environment. Returns 0 or the errno.
+// place of any WARDEN_ORIGIN of its environment, `lineage_entry` ("WARDEN_LINEAGE=...") in
+// place of any WARDEN_LINEAGE. Returns 0 or the errno.
 int launch(const launch_plan& plan, const std::vector<std::string>& argv, int output_fd, int& pid,
-           const std::string& origin_entry = {});
+           const std::string& origin_entry = {}, const std::string& lineage_entry = {});
 // The "WARDEN_ORIGIN=<value>" entry for a child `record` just admitted by `core`; empty when
 // out of memory (the child then goes without, rather than the admitted record being lost).
 std::string origin_entry(const supervisor_core& core, const child_record& record) noexcept;
@@ -229,16 +235,18 @@ bool is_origin_entry(const char* entry) noexcept;
 // record withdrawn) if it cannot be watched.
 process& adopt(const std::shared_ptr<supervisor_core>& core,
                const std::shared_ptr<task_state<void>>& record, std::vector<std::string> argv,
-               std::size_t tail_limit, int pid, unique_fd output, unique_fd report,
-               unique_fd crash);
+               std::size_t tail_limit, int pid, unique_fd output, unique_fd report, unique_fd crash,
+               std::string lineage = {});
 // Ends an admitted child that never ran, as cancelled (the caller throws the reason).
 void withdraw(supervisor_core& core, child_record& record);
 
 // The outcome of a forked child that exited with a non-zero code (forked.cpp): the decoded
 // remote_error, a remote_error saying the message is unreadable, or a process_error; each
-// carries `sanitizer`, the summary of a sanitizer report in its output, if any.
+// carries `sanitizer`, the summary of a sanitizer report in its output, if any, and
+// `left_running`, the descendants killed at its end.
 std::exception_ptr forked_exit_outcome(const std::vector<std::string>& argv, int pid, int code,
                                        std::string_view report, std::size_t report_total,
-                                       std::vector<std::string> tail, std::string sanitizer = {});
+                                       std::vector<std::string> tail, std::string sanitizer = {},
+                                       std::vector<std::string> left_running = {});
 
 } // namespace warden::detail

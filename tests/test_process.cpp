@@ -555,11 +555,13 @@ TEST_CASE("env replaces the environment when given") {
     auto& p = sup.spawn_process({.argv = {"env"}, .env = {{{"WARDEN_ONLY", "1"}}}});
     sup.wait();
     auto tail = p.output_tail();
-    REQUIRE(tail.size() == 2);
-    // WARDEN_ORIGIN is added to any environment: see the tests below.
+    REQUIRE(tail.size() == 3);
+    // WARDEN_ORIGIN and WARDEN_LINEAGE are added to any environment: see the tests below and
+    // tests/test_descendants.cpp.
     std::sort(tail.begin(), tail.end());
-    CHECK(tail[0] == "WARDEN_ONLY=1");
-    CHECK(tail[1].starts_with("WARDEN_ORIGIN="));
+    CHECK(tail[0].starts_with("WARDEN_LINEAGE=" + std::to_string(::getpid()) + "."));
+    CHECK(tail[1] == "WARDEN_ONLY=1");
+    CHECK(tail[2].starts_with("WARDEN_ORIGIN="));
 }
 
 TEST_CASE("a grandchild's report names the test and the spawn that started its program") {
@@ -758,14 +760,18 @@ bool gone_within(int pid, std::chrono::milliseconds deadline) {
 void check_job_ends_with_its_leader(warden::supervisor& sup, warden::process& p) {
     const auto job = std::stoi(p.wait_for_line_blocking("^[0-9]+$", 10s));
     const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, job, 0));
+    REQUIRE(pidfd >= 0);
     sup.wait();
     CHECK(sup.failures().empty());
-    if (pidfd >= 0) {
-        CHECK(ends_within(pidfd, 10s));
-        ::close(pidfd);
-    }
+    const bool ended = ends_within(pidfd, 10s);
+    CHECK(ended);
+    // When the check failed: leave nothing behind. Through the pidfd, never kill(job): once the
+    // job is gone its pid is free, and with pid_max at 32768 another test's process (a
+    // parallel ctest job) may have it by now.
+    if (!ended)
+        ::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
+    ::close(pidfd);
     CHECK(gone_within(job, 10s));
-    ::kill(job, SIGKILL); // when the check failed: leave nothing behind
 }
 
 } // namespace

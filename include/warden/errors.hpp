@@ -72,7 +72,8 @@ std::string signal_name(int signal);
 class process_error : public std::runtime_error {
   public:
     process_error(std::vector<std::string> argv, int pid, int exit_code,
-                  std::vector<std::string> output_tail, std::string sanitizer = {});
+                  std::vector<std::string> output_tail, std::string sanitizer = {},
+                  std::vector<std::string> left_running = {});
     const std::vector<std::string>& argv() const noexcept { return argv_; }
     int pid() const noexcept { return pid_; }
     int exit_code() const noexcept { return exit_code_; }
@@ -80,6 +81,9 @@ class process_error : public std::runtime_error {
     // The first sanitizer report in the output, as "<sanitizer>: <kind> in <function> at
     // <file:line>"; empty if there was none. what() starts with it.
     const std::string& sanitizer() const noexcept { return sanitizer_; }
+    // Descendants still running when the process ended, which warden then killed, as
+    // "pid 1234 (sleep 1000)"; the last entry is "and N more" past 16. what() lists them.
+    const std::vector<std::string>& left_running() const noexcept { return left_running_; }
 
   private:
     std::vector<std::string> argv_;
@@ -87,6 +91,7 @@ class process_error : public std::runtime_error {
     int exit_code_;
     std::vector<std::string> output_tail_;
     std::string sanitizer_;
+    std::vector<std::string> left_running_;
 };
 
 namespace detail {
@@ -98,13 +103,14 @@ class process_crashed : public std::runtime_error {
   public:
     process_crashed(std::vector<std::string> argv, int pid, int signal, bool core_dumped,
                     std::vector<std::string> output_tail, std::string crash_stack = {},
-                    std::string sanitizer = {});
+                    std::string sanitizer = {}, std::vector<std::string> left_running = {});
     // For warden: a forked child's crash stack as raw addresses, symbolised when what() or
     // crash_stack() is first read (symbols take milliseconds, the first time in a process a
     // hundred): the parent learns of the crash without waiting for them.
     process_crashed(std::vector<std::string> argv, int pid, int signal, bool core_dumped,
                     std::vector<std::string> output_tail,
-                    std::shared_ptr<detail::crash_text> crash_frames, std::string sanitizer = {});
+                    std::shared_ptr<detail::crash_text> crash_frames, std::string sanitizer = {},
+                    std::vector<std::string> left_running = {});
 
     // The message, the output's last lines, then the crash stack.
     const char* what() const noexcept override;
@@ -117,6 +123,8 @@ class process_crashed : public std::runtime_error {
     const std::string& crash_stack() const noexcept; // spawn_forked only
     // As process_error::sanitizer(): what() starts with it.
     const std::string& sanitizer() const noexcept { return sanitizer_; }
+    // As process_error::left_running().
+    const std::vector<std::string>& left_running() const noexcept { return left_running_; }
 
   private:
     std::vector<std::string> argv_;
@@ -125,6 +133,7 @@ class process_crashed : public std::runtime_error {
     bool core_dumped_;
     std::vector<std::string> output_tail_;
     std::string sanitizer_;
+    std::vector<std::string> left_running_;
     // Shared by the copies an exception_ptr makes: symbolised once for all of them.
     std::shared_ptr<detail::crash_text> crash_;
 };
@@ -133,18 +142,21 @@ class process_crashed : public std::runtime_error {
 class remote_error : public std::runtime_error {
   public:
     remote_error(std::string type_name, std::string what, std::string stacktrace,
-                 std::string sanitizer = {});
+                 std::string sanitizer = {}, std::vector<std::string> left_running = {});
     const std::string& type_name() const noexcept { return type_name_; }
     const std::string& remote_what() const noexcept { return what_; }
     const std::string& stacktrace() const noexcept { return stacktrace_; }
     // As process_error::sanitizer(): what() starts with it.
     const std::string& sanitizer() const noexcept { return sanitizer_; }
+    // As process_error::left_running().
+    const std::vector<std::string>& left_running() const noexcept { return left_running_; }
 
   private:
     std::string type_name_;
     std::string what_;
     std::string stacktrace_;
     std::string sanitizer_;
+    std::vector<std::string> left_running_;
 };
 
 // process::wait_for_line ran out of time; carries the output seen so far.

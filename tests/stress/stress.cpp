@@ -1,6 +1,7 @@
 // Randomized fault-injection stress for warden: seeded and reproducible.
 //
-//   warden_stress --seed 1 --runs 100000 [--kinds coroutine,thread,process,forked] [--verbose]
+//   warden_stress --seed 1 --runs 100000 [--kinds coroutine,thread,process,forked,descendants]
+//                 [--verbose]
 //
 // Each run builds a random tree of children under one supervisor (fail_fast). Every child
 // waits for its "moment"; the run releases the moments one by one, in plan order, and
@@ -18,6 +19,9 @@
 // Every fourth run is a nested run instead (nested_run below): supervisors inside children,
 // with extreme durations and a pool that cannot be created. Every eighth normal run has a
 // thread that dumps every supervisor (warden::dump_all) all through it.
+// With the kind `descendants`, every other run (every run, when it is the only kind) is a
+// descendants run instead (descendants_run below): processes that leave descendants in new
+// sessions, whose ends race with the supervisor's destruction.
 // It prints the number of runs and of violations; it exits 1 on any violation.
 
 #include <warden/warden.hpp>
@@ -45,8 +49,10 @@
 #include <vector>
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -169,6 +175,26 @@ struct run_result {
 bool has_child_processes() {
     errno = 0;
     return ::waitpid(-1, nullptr, WNOHANG) != -1 || errno != ECHILD;
+}
+
+// This process's children as "pid (state) command", from /proc, for a violation's text.
+std::string describe_children() {
+    std::string out;
+    std::error_code ec;
+    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
+        std::ifstream in(task.path() / "children");
+        pid_t pid;
+        while (in >> pid) {
+            const auto dir = "/proc/" + std::to_string(pid);
+            std::ifstream stat_file(dir + "/stat");
+            std::string stat((std::istreambuf_iterator<char>(stat_file)), {});
+            std::ifstream cmd_file(dir + "/cmdline");
+            std::string cmd((std::istreambuf_iterator<char>(cmd_file)), {});
+            std::replace(cmd.begin(), cmd.end(), '\0', ' ');
+            out += " [" + stat.substr(0, stat.find(' ', stat.rfind(')') + 2)) + "] " + cmd;
+        }
+    }
+    return out;
 }
 
 class stress_run {
@@ -733,6 +759,75 @@ run_result nested_run(std::mt19937_64& rng) {
     return result;
 }
 
+// Shells that leave descendants behind, racing with the supervisor's destruction. Each starts a
+// grandchild in a new session that prints its pid (directly, through a double fork, or with a
+// child of its own in that session) and a job in its own group that ends by itself a few
+// milliseconds later; then it exits 0 or 1 at once or after a few milliseconds, or waits until
+// it is cancelled. The run reads some of the grandchildren's pids and destroys the supervisor
+// at a random moment: every one of them must be gone after, and no child process may be left,
+// zombies included (the main loop's check). A grandchild in a new session never ends by itself
+// here: one that ends by itself after its parent, before warden looks, is a zombie warden cannot
+// attribute (docs/processes.md, "Descendants").
+run_result descendants_run(std::mt19937_64& rng) {
+    auto pick = [&](int n) { return std::uniform_int_distribution<int>(0, n - 1)(rng); };
+    run_result result;
+    // Each grandchild by a pidfd opened while it runs: by the check, its pid may be another
+    // process's (pid_max is 32768 here), and it must never be asked about or signalled by pid.
+    struct grandchild_fd {
+        pid_t pid;
+        int fd;
+    };
+    std::vector<grandchild_fd> grandchildren;
+    std::string plan;
+    {
+        warden::supervisor sup{{.name = "descendants"}};
+        std::vector<warden::process*> shells;
+        const int count = 1 + pick(4);
+        for (int i = 0; i < count; ++i) {
+            static const char* grandchild[] = {
+                "setsid sh -c 'echo $$; exec sleep 1000' & ",
+                "(setsid sh -c 'echo $$; exec sleep 1000' &); ",
+                "setsid sh -c 'echo $$; sleep 1000 & exec sleep 1000' & ",
+            };
+            const std::string job = "sleep 0.00" + std::to_string(pick(10)) + " & ";
+            static const char* end[] = {"exit 0", "exit 1", "sleep 0.005; exit 0", "wait"};
+            const std::string script = grandchild[pick(3)] + job + end[pick(4)];
+            plan += "\n    " + script;
+            try {
+                shells.push_back(&sup.spawn_process({.argv = {"sh", "-c", script}}));
+            } catch (const warden::supervisor_closed&) {
+                break; // a shell that exits 1 has failed the run already
+            }
+        }
+        for (auto* shell : shells) {
+            if (pick(2) == 0)
+                continue;
+            try {
+                const pid_t pid = std::stoi(shell->wait_for_line_blocking("^[0-9]+$", 10s));
+                const int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+                if (fd >= 0)
+                    grandchildren.push_back({pid, fd});
+            } catch (const std::exception&) {
+                // Its shell ended first: the grandchild went with its group, or printed later.
+            }
+        }
+        if (pick(2) == 0)
+            std::this_thread::sleep_for(std::chrono::microseconds(pick(3000)));
+    }
+    for (const auto& [pid, fd] : grandchildren) {
+        pollfd ended{fd, POLLIN, 0};
+        if (::poll(&ended, 1, 0) != 1) {
+            result.ok = false;
+            result.violation += " grandchild " + std::to_string(pid) + " outlived the supervisor";
+            ::syscall(SYS_pidfd_send_signal, fd, SIGKILL, nullptr, 0);
+        }
+        ::close(fd);
+    }
+    if (!result.ok)
+        result.violation += plan;
+    return result;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -741,6 +836,7 @@ int main(int argc, char** argv) {
     long first_run = 0;
     bool verbose = false;
     std::vector<kind> kinds{kind::coroutine, kind::thread};
+    bool descendants = false;
     for (int i = 1; i < argc; ++i) {
         std::string_view arg = argv[i];
         auto next = [&]() -> std::string_view {
@@ -773,6 +869,8 @@ int main(int argc, char** argv) {
                     kinds.push_back(kind::process);
                 else if (item == "forked")
                     kinds.push_back(kind::forked);
+                else if (item == "descendants")
+                    descendants = true;
                 else {
                     std::fprintf(stderr, "warden_stress: unknown kind '%s'\n", item.c_str());
                     return 2;
@@ -783,7 +881,8 @@ int main(int argc, char** argv) {
             }
         } else {
             std::fprintf(stderr, "usage: warden_stress [--seed N] [--runs N] "
-                                 "[--kinds coroutine,thread,process,forked] [--verbose]\n");
+                                 "[--kinds coroutine,thread,process,forked,descendants] "
+                                 "[--verbose]\n");
             return 2;
         }
     }
@@ -822,7 +921,9 @@ int main(int argc, char** argv) {
             return k == kind::coroutine || k == kind::thread;
         });
         run_result result;
-        if (blocking_kinds && r % 4 == 3) {
+        if (descendants && (kinds.empty() || r % 2 == 1)) {
+            result = descendants_run(rng);
+        } else if (blocking_kinds && r % 4 == 3) {
             result = nested_run(rng);
         } else {
             stress_run run(rng, kinds, dir);
@@ -840,7 +941,7 @@ int main(int argc, char** argv) {
         }
         if (has_child_processes()) {
             result.ok = false;
-            result.violation += " child processes left";
+            result.violation += " child processes left:" + describe_children();
         }
         if (!result.ok) {
             ++violations;

@@ -1,0 +1,347 @@
+// Descendants that outlive their warden child: the subreaper, the lineage marker, the sweep.
+// The design, and what the subreaper changes for the rest of the program, is in
+// docs/processes.md ("Descendants").
+
+#include "descendants.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_set>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include "leak_check.hpp"
+#include "log.hpp"
+#include "process_state.hpp"
+
+namespace warden::detail {
+
+namespace {
+
+std::mutex subreaper_mutex;
+// The process that made itself the subreaper: a fork's child copies this but not the
+// attribute, so it asks again.
+pid_t subreaper_of = 0;
+bool subreaper_refused = false;
+
+std::atomic<std::uint64_t> next_serial{0};
+
+// How long a child of this program with no environment to read is looked at again.
+constexpr std::chrono::milliseconds undecided_budget{20};
+
+std::mutex children_mutex;
+std::unordered_set<pid_t>& noted() {
+    // Never destroyed: a supervisor may end during exit's static destructors.
+    static auto* pids = new std::unordered_set<pid_t>;
+    return *pids;
+}
+
+bool is_noted(pid_t pid) {
+    std::lock_guard lock(children_mutex);
+    return noted().contains(pid);
+}
+
+// Reads a small /proc file whole, up to `limit` bytes.
+std::string read_proc(pid_t pid, const char* file, std::size_t limit) {
+    std::string out;
+    const std::string path = fmt::format("/proc/{}/{}", pid, file);
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return out;
+    char buffer[4096];
+    while (out.size() < limit) {
+        const ssize_t n = ::read(fd, buffer, sizeof buffer);
+        if (n > 0)
+            out.append(buffer, static_cast<std::size_t>(n));
+        else if (n == 0 || errno != EINTR)
+            break;
+    }
+    ::close(fd);
+    return out;
+}
+
+struct proc_stat {
+    char state = '?';
+    pid_t ppid = 0;
+    pid_t pgrp = 0;
+    pid_t sid = 0;
+};
+
+// "pid (comm) state ppid pgrp session ...": comm may hold spaces and parentheses.
+std::optional<proc_stat> read_stat(pid_t pid) {
+    const std::string text = read_proc(pid, "stat", 4096);
+    const auto close = text.rfind(')');
+    if (close == std::string::npos)
+        return std::nullopt;
+    proc_stat s;
+    long ppid = 0;
+    long pgrp = 0;
+    long sid = 0;
+    if (std::sscanf(text.c_str() + close + 1, " %c %ld %ld %ld", &s.state, &ppid, &pgrp, &sid) != 4)
+        return std::nullopt;
+    s.ppid = static_cast<pid_t>(ppid);
+    s.pgrp = static_cast<pid_t>(pgrp);
+    s.sid = static_cast<pid_t>(sid);
+    return s;
+}
+
+// The environment a process was started with (exec's copy, not what it setenv'd since).
+// Nothing at all: the process is in the middle of an exec (the new image has no environment
+// yet), or has an empty one.
+std::optional<bool> carries_token(pid_t pid, std::string_view token) {
+    const std::string env = read_proc(pid, "environ", 1 << 20);
+    if (env.empty())
+        return std::nullopt;
+    std::size_t start = 0;
+    while (start < env.size()) {
+        auto end = env.find('\0', start);
+        if (end == std::string::npos)
+            end = env.size();
+        const std::string_view entry(env.data() + start, end - start);
+        start = end + 1;
+        if (!entry.starts_with(lineage_variable) || entry.size() == lineage_variable.size() ||
+            entry[lineage_variable.size()] != '=')
+            continue;
+        auto value = entry.substr(lineage_variable.size() + 1);
+        while (!value.empty()) {
+            const auto space = value.find(' ');
+            if (value.substr(0, space) == token)
+                return true;
+            if (space == std::string_view::npos)
+                break;
+            value.remove_prefix(space + 1);
+        }
+    }
+    return false;
+}
+
+std::string command_line(pid_t pid) {
+    std::string command = read_proc(pid, "cmdline", 4096);
+    while (!command.empty() && command.back() == '\0')
+        command.pop_back();
+    std::replace(command.begin(), command.end(), '\0', ' ');
+    if (command.empty()) {
+        std::string comm = read_proc(pid, "comm", 64);
+        if (!comm.empty() && comm.back() == '\n')
+            comm.pop_back();
+        command = "[" + comm + "]";
+    }
+    return command;
+}
+
+int pidfd_of(pid_t pid) noexcept {
+    return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+}
+
+} // namespace
+
+bool become_subreaper() noexcept {
+    std::lock_guard lock(subreaper_mutex);
+    const pid_t self = ::getpid();
+    if (subreaper_of == self)
+        return true;
+    if (::prctl(PR_SET_CHILD_SUBREAPER, 1) == 0) {
+        subreaper_of = self;
+        return true;
+    }
+    if (!subreaper_refused) {
+        subreaper_refused = true;
+        log().warn("cannot become the subreaper of spawned processes ({}): a descendant that "
+                   "leaves its process group outlives its process",
+                   std::strerror(errno));
+    }
+    return false;
+}
+
+std::string new_lineage_token() {
+    return fmt::format("{}.{}", ::getpid(), ++next_serial);
+}
+
+std::string lineage_entry(const std::string& token) {
+    std::string entry = fmt::format("{}={}", lineage_variable, token);
+    // Ours first, then the chain of the wardens above: a warden that started this program
+    // finds its token in every process below it too.
+    if (const char* outer = std::getenv(std::string(lineage_variable).c_str());
+        outer != nullptr && *outer != '\0')
+        entry.append(" ").append(outer);
+    return entry;
+}
+
+bool is_lineage_entry(const char* entry) noexcept {
+    return std::string_view(entry).starts_with(lineage_variable) &&
+           entry[lineage_variable.size()] == '=';
+}
+
+void note_child(pid_t pid) {
+    std::lock_guard lock(children_mutex);
+    noted().insert(pid);
+}
+
+void forget_child(pid_t pid) noexcept {
+    std::lock_guard lock(children_mutex);
+    noted().erase(pid);
+}
+
+descendant_sweep::descendant_sweep(pid_t child, std::string token)
+    : child_(child)
+    , token_(std::move(token))
+    , self_(::getpid())
+    , own_pgrp_(::getpgrp())
+    , own_sid_(::getsid(0)) {}
+
+std::optional<bool> descendant_sweep::attributed(pid_t pgrp, pid_t sid, pid_t pid,
+                                                 bool alive) const {
+    // The child is unreaped while the sweep runs, so its pid, and with it its group id, is
+    // still its own.
+    if (pgrp == child_)
+        return true;
+    if (std::find(groups_.begin(), groups_.end(), pgrp) != groups_.end() ||
+        std::find(sessions_.begin(), sessions_.end(), sid) != sessions_.end())
+        return true;
+    // A zombie's environment is gone: only its group or session can tell.
+    if (!alive || token_.empty())
+        return false;
+    return carries_token(pid, token_);
+}
+
+void descendant_sweep::first_round() noexcept {
+    round();
+}
+
+bool descendant_sweep::round() noexcept {
+    bool found = false;
+    undecided_ = false;
+    try {
+        for (const pid_t pid : child_processes()) {
+            if (pid == child_ || is_noted(pid) ||
+                std::any_of(pending_.begin(), pending_.end(),
+                            [pid](const pending& p) { return p.pid == pid; }))
+                continue;
+            // Opened before the process is looked at: every action below goes through it, so
+            // a pid that is reaped elsewhere and reused meanwhile is never hit.
+            const int pidfd = above_stdio(pidfd_of(pid));
+            if (pidfd < 0)
+                continue;
+            const auto stat = read_stat(pid);
+            const bool alive = stat && stat->state != 'Z' && stat->state != 'X';
+            const auto ours =
+                stat && stat->ppid == self_ ? attributed(stat->pgrp, stat->sid, pid, alive) : false;
+            if (!ours || !*ours) {
+                // Only one that left this program's session is looked at again: a sibling
+                // warden is starting right now is in it, and shows no environment while it
+                // execs.
+                if (!ours && stat->sid != own_sid_)
+                    undecided_ = true;
+                ::close(pidfd);
+                continue;
+            }
+            found = true;
+            if (alive) {
+                if (std::find(seen_.begin(), seen_.end(), pid) == seen_.end()) {
+                    seen_.push_back(pid);
+                    if (named_.size() < max_named)
+                        named_.push_back(fmt::format("pid {} ({})", pid, command_line(pid)));
+                    else
+                        ++unnamed_;
+                }
+                // Its zombie, and those of processes that share its session or group, can be
+                // told apart without an environment. Never the program's own session or group.
+                if (stat->sid != own_sid_ &&
+                    std::find(sessions_.begin(), sessions_.end(), stat->sid) == sessions_.end())
+                    sessions_.push_back(stat->sid);
+                if (stat->pgrp != own_pgrp_ &&
+                    std::find(groups_.begin(), groups_.end(), stat->pgrp) == groups_.end())
+                    groups_.push_back(stat->pgrp);
+                ::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
+            }
+            pending_.push_back({pid, pidfd});
+        }
+    } catch (...) {
+        // Out of memory: what was found is handled, the rest is left.
+    }
+    return found;
+}
+
+void descendant_sweep::reap_pending(std::chrono::milliseconds wait) noexcept {
+    std::vector<pollfd> fds;
+    try {
+        fds.reserve(pending_.size());
+    } catch (...) {
+        return;
+    }
+    for (const auto& p : pending_)
+        fds.push_back({p.pidfd, POLLIN, 0});
+    if (::poll(fds.data(), fds.size(), static_cast<int>(wait.count())) <= 0)
+        return;
+    for (std::size_t i = fds.size(); i-- > 0;) {
+        if (fds[i].revents == 0)
+            continue;
+        siginfo_t info{};
+        int r;
+        do
+            r = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pending_[i].pidfd),
+                         &info, WEXITED | WNOHANG);
+        while (r == -1 && errno == EINTR);
+        // ECHILD: the rest of the program reaped it (a waitpid(-1)); gone all the same.
+        if ((r == 0 && info.si_pid != 0) || (r == -1 && errno == ECHILD)) {
+            ::close(pending_[i].pidfd);
+            pending_.erase(pending_.begin() + static_cast<std::ptrdiff_t>(i));
+        }
+    }
+}
+
+void descendant_sweep::finish(std::chrono::milliseconds budget) noexcept {
+    using clock = std::chrono::steady_clock;
+    const auto start = clock::now();
+    const auto deadline = start + budget;
+    for (;;) {
+        while (!pending_.empty()) {
+            const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - clock::now());
+            if (left.count() <= 0)
+                break;
+            reap_pending(left);
+        }
+        if (!pending_.empty() || clock::now() >= deadline)
+            break;
+        // The ends just reaped made orphans of their own children: those are here now.
+        if (round())
+            continue;
+        // A process caught in the middle of an exec shows no environment for a moment; one
+        // whose environment is empty shows none ever, so it is asked again only briefly.
+        if (!undecided_ || clock::now() >= start + undecided_budget)
+            break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    unfinished_ = pending_.size();
+    for (const auto& p : pending_)
+        ::close(p.pidfd);
+    pending_.clear();
+}
+
+descendant_sweep::~descendant_sweep() {
+    for (const auto& p : pending_)
+        ::close(p.pidfd);
+}
+
+std::vector<std::string> descendant_sweep::left_running() const {
+    std::vector<std::string> out = named_;
+    if (unnamed_ > 0)
+        out.push_back(fmt::format("and {} more", unnamed_));
+    return out;
+}
+
+} // namespace warden::detail

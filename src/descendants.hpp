@@ -1,0 +1,92 @@
+#pragma once
+
+// The descendants of a supervised process that outlive it: made this program's children by
+// PR_SET_CHILD_SUBREAPER, told apart from the program's own children, named, killed and
+// reaped when their warden child ends. docs/processes.md ("Descendants") tells the story.
+
+#include <chrono>
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <sys/types.h>
+
+namespace warden::detail {
+
+// The variable every spawned or forked child gets, and its descendants inherit: tokens
+// "<warden pid>.<child serial>", the newest first, the rest being this program's own value
+// when a warden started it too.
+inline constexpr std::string_view lineage_variable = "WARDEN_LINEAGE";
+
+// Makes this process the subreaper of its descendants, once per process (a fork's child is
+// not one: the attribute is not inherited). False, with a warning logged once, when the
+// kernel refuses: orphans then go to init, as without it.
+bool become_subreaper() noexcept;
+
+// A fresh token for a child about to be started, "<getpid()>.<serial>".
+std::string new_lineage_token();
+// "WARDEN_LINEAGE=<token>[ <this program's own WARDEN_LINEAGE>]".
+std::string lineage_entry(const std::string& token);
+bool is_lineage_entry(const char* entry) noexcept;
+
+// The pids of children warden started and has not reaped yet: never an orphan to attribute.
+void note_child(pid_t pid);
+void forget_child(pid_t pid) noexcept;
+
+// What was left of one child's descendants when it ended. Every process it touches is a child
+// of this program (so its pid is pinned until reaped), is reached through a pidfd opened
+// before it is examined, and is attributed to the ended child by one of: its process group
+// (the child's, or one recorded below), its session (recorded from one attributed alive, never
+// this program's own), or the child's token in its /proc/<pid>/environ. Anything else is the
+// rest of the program's, and is neither signalled nor reaped.
+class descendant_sweep {
+  public:
+    descendant_sweep(pid_t child, std::string token);
+    ~descendant_sweep();
+    descendant_sweep(const descendant_sweep&) = delete;
+    descendant_sweep& operator=(const descendant_sweep&) = delete;
+
+    // While the child is dead but unreaped: names and kills the attributed orphans already
+    // here, before the child's group is killed (so they are seen alive).
+    void first_round() noexcept;
+    // After the reap: waits for the killed ones to end, reaps them, and takes on the orphans
+    // their ends made, round after round until none is left or `budget` has passed.
+    void finish(std::chrono::milliseconds budget) noexcept;
+
+    // "pid 1234 (sleep 1000)" for each process found running, at most `max_named`, then
+    // "and N more".
+    std::vector<std::string> left_running() const;
+    // Attributed processes still not reaped after the budget (a process stuck in the kernel).
+    std::size_t unfinished() const noexcept { return unfinished_; }
+
+    static constexpr std::size_t max_named = 16;
+
+  private:
+    struct pending {
+        pid_t pid;
+        int pidfd;
+    };
+    // One look at this program's children; true if it found something attributed.
+    bool round() noexcept;
+    void reap_pending(std::chrono::milliseconds wait) noexcept;
+    // Not known (nullopt) when its environment cannot be read, as in the middle of an exec.
+    std::optional<bool> attributed(pid_t pgrp, pid_t sid, pid_t pid, bool alive) const;
+
+    const pid_t child_;
+    const std::string token_;
+    const pid_t self_;
+    const pid_t own_pgrp_;
+    const pid_t own_sid_;
+    std::vector<pid_t> groups_;
+    std::vector<pid_t> sessions_;
+    std::vector<pid_t> seen_;
+    std::vector<std::string> named_;
+    std::size_t unnamed_ = 0;
+    std::vector<pending> pending_;
+    std::size_t unfinished_ = 0;
+    bool undecided_ = false; // the last round met a process it could not tell about
+};
+
+} // namespace warden::detail

@@ -1,0 +1,214 @@
+// Descendants that leave their process's group (setsid, a double fork) end with it, and only
+// they: docs/processes.md ("Descendants").
+
+#include <warden/process.hpp>
+
+#include <warden/errors.hpp>
+#include <warden/supervisor.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <poll.h>
+#include <spawn.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <doctest/doctest.h>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+bool contains(const std::string& text, const std::string& part) {
+    return text.find(part) != std::string::npos;
+}
+
+// A shell that starts `grandchild` in a new session (it prints its own pid, holding the
+// output pipe), and exits with `code` when the test sends it SIGUSR1. The trap interrupts
+// `wait`, so the test decides when it ends, without sleeping.
+std::vector<std::string>
+leaves_session(int code,
+               const std::string& grandchild = "setsid sh -c 'echo $$; exec sleep 1000' &") {
+    return {"sh", "-c",
+            "trap 'exit " + std::to_string(code) + "' USR1; " + grandchild + " sleep 1000 & wait"};
+}
+
+// A process the test checks on, through a pidfd opened while it is known to run: by the time
+// a check comes, its pid may be another process's (pid_max is 32768 here, and parallel tests
+// recycle pids fast), so nothing is ever asked or signalled by pid alone. Kills what a failed
+// check left behind.
+class watched {
+  public:
+    explicit watched(pid_t pid)
+        : pid_(pid)
+        , fd_(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0))) {
+        REQUIRE(fd_ >= 0);
+    }
+    ~watched() {
+        if (!ended())
+            ::syscall(SYS_pidfd_send_signal, fd_, SIGKILL, nullptr, 0);
+        ::close(fd_);
+    }
+    watched(const watched&) = delete;
+    watched& operator=(const watched&) = delete;
+
+    pid_t pid() const { return pid_; }
+    bool ended() const {
+        pollfd p{fd_, POLLIN, 0};
+        return ::poll(&p, 1, 0) == 1;
+    }
+    // Ended, and not a zombie of ours: killed and reaped.
+    bool gone() const {
+        if (!ended())
+            return false;
+        siginfo_t info{};
+        return ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(fd_), &info,
+                        WEXITED | WNOHANG | WNOWAIT) == -1 &&
+               errno == ECHILD;
+    }
+
+  private:
+    pid_t pid_;
+    int fd_;
+};
+
+pid_t grandchild_of(warden::process& p) {
+    return std::stoi(p.wait_for_line_blocking("^[0-9]+$", 30s));
+}
+
+} // namespace
+
+TEST_CASE("a descendant that called setsid ends with its process, which still succeeds") {
+    std::optional<watched> grandchild;
+    {
+        warden::supervisor sup;
+        auto& p = sup.spawn_process({.argv = leaves_session(0)});
+        grandchild.emplace(grandchild_of(p));
+        REQUIRE(::kill(p.pid(), SIGUSR1) == 0);
+        sup.wait();
+        CHECK(sup.failures().empty());
+        // Killed and reaped before the process's end was recorded.
+        CHECK(grandchild->gone());
+        const auto dump = sup.dump();
+        CHECK(contains(dump, "left running, killed: pid " + std::to_string(grandchild->pid()) +
+                                 " (sleep 1000)"));
+    }
+    CHECK(grandchild->gone());
+}
+
+TEST_CASE("a double-forked daemon in a new session ends with its process") {
+    warden::supervisor sup;
+    // The subshell exits at once: the daemon is an orphan while its process still runs.
+    auto& p = sup.spawn_process(
+        {.argv = leaves_session(0, "(setsid sh -c 'echo $$; exec sleep 1000' &);")});
+    const watched daemon(grandchild_of(p));
+    REQUIRE(::kill(p.pid(), SIGUSR1) == 0);
+    sup.wait();
+    CHECK(daemon.gone());
+}
+
+TEST_CASE("a failing process's report names the descendants it left running") {
+    warden::supervisor sup;
+    auto& p = sup.spawn_process({.argv = leaves_session(3)});
+    const watched grandchild(grandchild_of(p));
+    REQUIRE(::kill(p.pid(), SIGUSR1) == 0);
+    try {
+        sup.wait();
+        FAIL("the process did not fail");
+    } catch (const warden::process_error& e) {
+        CHECK(e.exit_code() == 3);
+        const std::string named = "pid " + std::to_string(grandchild.pid()) + " (sleep 1000)";
+        CHECK(std::find(e.left_running().begin(), e.left_running().end(), named) !=
+              e.left_running().end());
+        CHECK(contains(e.what(), "left running, killed: " + named));
+    }
+    CHECK(grandchild.gone());
+}
+
+TEST_CASE("an exit is seen at once while a descendant in another session holds the output pipe") {
+    warden::supervisor sup;
+    // The grandchild's stdout is the process's output pipe: no EOF comes while it runs.
+    auto& p = sup.spawn_process({.argv = leaves_session(3)});
+    const watched grandchild(grandchild_of(p));
+    REQUIRE(::kill(p.pid(), SIGUSR1) == 0);
+    // Far more than needed: a wait for the pipe's EOF would run into it instead.
+    CHECK_THROWS_AS(sup.wait_for(30s), warden::process_error);
+    CHECK(grandchild.gone());
+}
+
+TEST_CASE("a forked child's descendant in a new session ends with the child") {
+    warden::supervisor sup;
+    auto& p = sup.spawn_forked([] {
+        // The programs f starts inherit the child's WARDEN_LINEAGE.
+        FILE* in = ::popen("setsid sh -c 'echo $$; exec sleep 1000 >/dev/null' &", "r");
+        if (in == nullptr)
+            throw std::runtime_error("popen failed");
+        char line[32] = {};
+        const bool read = std::fgets(line, sizeof line, in) != nullptr;
+        ::pclose(in);
+        if (!read)
+            throw std::runtime_error("no pid from the grandchild");
+        std::printf("%s", line);
+    });
+    const watched grandchild(grandchild_of(p));
+    sup.wait();
+    CHECK(grandchild.gone());
+}
+
+TEST_CASE("destroying the supervisor kills a descendant in a new session") {
+    std::optional<watched> grandchild;
+    {
+        warden::supervisor sup;
+        auto& p = sup.spawn_process(
+            {.argv = {"sh", "-c", "setsid sh -c 'echo $$; exec sleep 1000' & wait"}});
+        grandchild.emplace(grandchild_of(p));
+    }
+    CHECK(grandchild->gone());
+}
+
+TEST_CASE("processes the program started itself, and their orphans, are not warden's") {
+    warden::supervisor sup;
+    // Makes this program the subreaper before the orphan below is made.
+    sup.spawn_process({.argv = {"true"}});
+    sup.wait();
+
+    // A child of the program's own, and an orphan of another, both children of this program.
+    pid_t own = -1;
+    char* const sleep_argv[] = {const_cast<char*>("sleep"), const_cast<char*>("1000"), nullptr};
+    REQUIRE(::posix_spawnp(&own, "sleep", nullptr, nullptr, sleep_argv, environ) == 0);
+    const watched own_watch(own);
+    FILE* in = ::popen("setsid sh -c 'echo $$; exec sleep 1000 >/dev/null' &", "r");
+    REQUIRE(in != nullptr);
+    char line[32] = {};
+    REQUIRE(std::fgets(line, sizeof line, in) != nullptr);
+    ::pclose(in);
+    const pid_t orphan = std::stoi(line);
+    const watched orphan_watch(orphan);
+
+    // A warden process that leaves a descendant: its end looks through all of this program's
+    // children.
+    auto& p = sup.spawn_process({.argv = leaves_session(0)});
+    const watched grandchild(grandchild_of(p));
+    REQUIRE(::kill(p.pid(), SIGUSR1) == 0);
+    sup.wait();
+    CHECK(grandchild.gone());
+
+    // Untouched, and still the program's to reap.
+    for (const pid_t pid : {own, orphan}) {
+        CAPTURE(pid);
+        CHECK(::kill(pid, 0) == 0);
+        CHECK(::waitpid(pid, nullptr, WNOHANG) == 0);
+        REQUIRE(::kill(pid, SIGKILL) == 0);
+        int status = 0;
+        CHECK(::waitpid(pid, &status, 0) == pid);
+        CHECK(WIFSIGNALED(status));
+    }
+}
