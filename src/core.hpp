@@ -157,7 +157,7 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
 
     // Owns process objects until the supervisor ends, so `process&` stays valid; `state` is
     // the process's, whose line matcher shutdown() stops before the io_context.
-    process& keep(std::unique_ptr<process> p, std::shared_ptr<process_state> state);
+    process& own_process(std::unique_ptr<process> p, std::shared_ptr<process_state> state);
     // The logic_error a blocking wait on the I/O thread or from a child would deserve.
     void check_can_block(const char* what) const;
     void check_not_own_child(const char* what) const;
@@ -171,9 +171,10 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
     static failure_report finish(const report_draft& draft);
     // Without the spawn stack, which is symbolised only where a report needs it.
     warden::origin origin_of(const child_record& child) const;
-    std::vector<running_child>
-    describe_running(const std::vector<std::shared_ptr<child_record>>& children,
-                     std::chrono::steady_clock::time_point now) const;
+    // What children() says of each of `children`; `now` (empty, or one entry each) is where
+    // each one is.
+    std::vector<child_info> infos_of(const std::vector<std::shared_ptr<child_record>>& children,
+                                     std::vector<std::string> now) const;
     // Where each child is now (docs/hang-reports.md), taken without the lock. `states` holds
     // the process state of each process child among them (null for other kinds).
     std::vector<std::string>
@@ -191,7 +192,9 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
         std::uint64_t finished = 0;
     };
     dump_snapshot snapshot_locked() const;
-    std::string format_dump(const dump_snapshot& s, const std::string& headline) const;
+    // `now` is where_now(s.listed, s.states).
+    std::string format_dump(const dump_snapshot& s, const std::vector<std::string>& now,
+                            const std::string& headline) const;
 
     // How many children a report or a join_timeout names, the longest running first.
     static constexpr std::size_t max_listed = 32;

@@ -157,9 +157,4 @@ std::vector<const void*> crash_dump_frames(std::string_view raw) {
     return frames;
 }
 
-std::string symbolise_crash_dump(std::string_view raw) {
-    const auto frames = crash_dump_frames(raw);
-    return frames.empty() ? std::string() : symbolise_frames(frames);
-}
-
 } // namespace warden::detail

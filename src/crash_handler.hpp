@@ -21,12 +21,10 @@ namespace warden::detail {
 // child starts later still kills the child with SIGSEGV, but leaves no frames.
 void install_crash_handlers(int fd) noexcept;
 
-// For the parent: the bytes read from that fd, symbolised one frame per line as Boost.Stacktrace
-// prints them (" 0# function at file:line"). This works because the child was forked from this
-// process and so has the same address-space layout. Empty or malformed input gives what can be
-// made of it, often an empty string, and never a crash.
-std::string symbolise_crash_dump(std::string_view raw);
-// The same bytes as addresses, not yet symbolised (at most twice what a child of ours writes).
+// For the parent: the bytes read from that fd, as the addresses of the crash stack (at most twice
+// what a child of ours writes), symbolised later by crash_text. They mean the same here as in the
+// child, which was forked from this process and so has the same address-space layout. Empty or
+// malformed input gives what can be made of it, often nothing, and never a crash.
 std::vector<const void*> crash_dump_frames(std::string_view raw);
 
 } // namespace warden::detail

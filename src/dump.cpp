@@ -29,6 +29,7 @@
 #include "core.hpp"
 #include "coroutine_child.hpp"
 #include "leak_check.hpp"
+#include "lines.hpp"
 #include "process_state.hpp"
 #include "registry.hpp"
 #include "stack.hpp"
@@ -59,15 +60,10 @@ std::string seconds(clock_type::duration d) {
     return fmt::format("{:.3f} s", std::chrono::duration<double>(d).count());
 }
 
+// Each line of `text` after a line break and `indent`: the dump's lines end where the next begins.
 void append_indented(std::string& out, std::string_view text, std::string_view indent) {
-    std::size_t start = 0;
-    while (start < text.size()) {
-        auto end = text.find('\n', start);
-        if (end == std::string_view::npos)
-            end = text.size();
-        out.append("\n").append(indent).append(text.substr(start, end - start));
-        start = end + 1;
-    }
+    for_each_line(text,
+                  [&](std::string_view line) { out.append(1, '\n').append(indent).append(line); });
 }
 
 std::string first_line_of(std::string_view text) {
@@ -104,7 +100,7 @@ std::string outcome_of(const finished_child& f) {
 std::string process_now(const process_state& state,
                         const std::vector<std::pair<pid_t, pid_t>>& table) {
     const int pid = state.pid();
-    const auto self = describe_process(pid);
+    const auto self = inspect_process(pid);
     std::string out = fmt::format("pid {}: {}", pid, self.state);
     if (!self.waiting_in.empty())
         out += fmt::format(", waiting in {}", self.waiting_in);
@@ -114,7 +110,7 @@ std::string process_now(const process_state& state,
     if (!below.empty()) {
         out += "\ndescendants:";
         for (std::size_t i = 0; i < below.size() && i < dump_descendants; ++i) {
-            const auto d = describe_process(below[i]);
+            const auto d = inspect_process(below[i]);
             out += fmt::format("\n  pid {}: {}, {}", d.id, d.name, d.state);
             if (!d.waiting_in.empty())
                 out += fmt::format(", waiting in {}", d.waiting_in);
@@ -349,7 +345,7 @@ std::string describe_await_chain(const await_chain& chain) {
 }
 
 std::string thread_header(int tid) {
-    const auto t = describe_thread(tid);
+    const auto t = inspect_thread(tid);
     std::string out = fmt::format("on thread {} \"{}\": {}", tid, t.name, t.state);
     if (!t.waiting_in.empty())
         out += fmt::format(", waiting in {}", t.waiting_in);
@@ -507,8 +503,8 @@ supervisor_core::dump_snapshot supervisor_core::snapshot_locked() const {
 }
 
 std::string supervisor_core::format_dump(const dump_snapshot& s,
+                                         const std::vector<std::string>& now,
                                          const std::string& headline) const {
-    const auto now = where_now(s.listed, s.states);
     const auto at = clock_type::now();
     std::string out = !headline.empty()
                           ? headline
@@ -567,7 +563,7 @@ std::string supervisor_core::dump(const std::string& headline) const {
         auto lock = this->lock();
         s = snapshot_locked();
     }
-    return format_dump(s, headline);
+    return format_dump(s, where_now(s.listed, s.states), headline);
 }
 
 namespace {

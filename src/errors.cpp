@@ -44,8 +44,8 @@ std::string with_sanitizer(const std::string& sanitizer, std::string message) {
     return sanitizer.empty() ? message : sanitizer + "; " + message;
 }
 
-std::string describe_running(const std::string& supervisor, std::chrono::milliseconds timeout,
-                             const std::vector<running_child>& running, std::size_t unlisted) {
+std::string running_children(const std::string& supervisor, std::chrono::milliseconds timeout,
+                             const std::vector<child_info>& running, std::size_t unlisted) {
     const std::size_t count = running.size() + unlisted;
     std::string out = fmt::format("warden: supervisor {}: {} child{} still running after {} ms",
                                   supervisor, count, count == 1 ? "" : "ren", timeout.count());
@@ -79,9 +79,8 @@ std::string signal_name(int signal) {
 }
 
 join_timeout::join_timeout(std::string supervisor, std::chrono::milliseconds timeout,
-                           std::vector<running_child> running, std::size_t unlisted,
-                           std::string dump)
-    : std::runtime_error(dump.empty() ? describe_running(supervisor, timeout, running, unlisted)
+                           std::vector<child_info> running, std::size_t unlisted, std::string dump)
+    : std::runtime_error(dump.empty() ? running_children(supervisor, timeout, running, unlisted)
                                       : std::move(dump))
     , timeout_(timeout)
     , running_(std::move(running))

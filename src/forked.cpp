@@ -285,7 +285,7 @@ process& supervisor::start_forked(detail::unique_function<void()> body, spawn_op
     ::funlockfile(stderr);
     ::funlockfile(stdout);
     if (pid < 0) {
-        detail::withdraw(*core_, *record);
+        detail::end_failed_spawn(*core_, *record);
         throw spawn_error(std::error_code(fork_errno, std::system_category()), "fork",
                           fmt::format("forked child {}", record->name()));
     }

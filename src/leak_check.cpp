@@ -145,7 +145,7 @@ void keep_thread(pid_t tid) {
     kept.push_back(tid);
 }
 
-leak describe_process(pid_t pid) {
+leak inspect_process(pid_t pid) {
     const fs::path dir = fs::path("/proc") / std::to_string(pid);
     leak out{leak::kind::process, pid, {}, {}, {}, {}};
     std::string command = read_file(dir / "cmdline");
@@ -195,7 +195,7 @@ std::vector<pid_t> descendants(pid_t root, const std::vector<std::pair<pid_t, pi
     return out;
 }
 
-leak describe_thread(pid_t tid) {
+leak inspect_thread(pid_t tid) {
     const fs::path dir = fs::path("/proc/self/task") / std::to_string(tid);
     leak out{leak::kind::thread, tid, {}, {}, {}, {}};
     std::string name = read_file(dir / "comm");

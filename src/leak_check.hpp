@@ -36,14 +36,14 @@ struct leak {
     std::string to_json() const;
 };
 
-leak describe_process(pid_t pid);
+leak inspect_process(pid_t pid);
 // Every process's (parent pid, pid), sorted, from one reading of every /proc/<pid>/stat.
 std::vector<std::pair<pid_t, pid_t>> process_table();
 // The processes below `root` in `table` (children, their children, ...), parents before
 // their children.
 std::vector<pid_t> descendants(pid_t root, const std::vector<std::pair<pid_t, pid_t>>& table);
 // A thread of this process: name, state and what it waits in, from /proc.
-leak describe_thread(pid_t tid);
+leak inspect_thread(pid_t tid);
 // The live stack of a thread of this process, innermost first, asked of the thread by a
 // signal (dump.cpp); says so instead when the thread does not answer within 200 ms.
 std::string thread_stack(pid_t tid);

@@ -183,7 +183,7 @@ void process_state::begin() {
     }
 }
 
-void process_state::after_begin() {
+void process_state::wait_for_begin() {
     std::lock_guard lock(beginning_);
 }
 
@@ -196,7 +196,7 @@ void process_state::read_next(pipe_reader& r) {
 }
 
 void process_state::on_read(pipe_reader& r, const boost::system::error_code& ec, std::size_t n) {
-    after_begin();
+    wait_for_begin();
     if (n > 0)
         deliver(r, r.buffer.data(), n);
     if (!ec && !exited_) {
@@ -324,7 +324,7 @@ void process_state::wait_exit() {
 }
 
 void process_state::on_exit_ready(const boost::system::error_code& ec) {
-    after_begin();
+    wait_for_begin();
     if (ec == asio::error::operation_aborted)
         return;
     if (!ec)
@@ -715,7 +715,7 @@ void process_state::cancel_waiter_timer(const std::shared_ptr<line_waiter>& w) {
     });
 }
 
-void withdraw(supervisor_core& core, child_record& record) {
+void end_failed_spawn(supervisor_core& core, child_record& record) {
     // Marked cancelled first, so the supervisor counts it as cancelled, not failed: the
     // caller gets the spawn_error itself.
     record.cancel_requested_.store(true, std::memory_order_release);
@@ -734,7 +734,7 @@ process& adopt(const std::shared_ptr<supervisor_core>& core,
         while (::waitpid(pid, nullptr, 0) == -1 && errno == EINTR) {
         }
         forget_child(pid);
-        withdraw(*core, *record);
+        end_failed_spawn(*core, *record);
         return spawn_error(std::error_code(error, std::system_category()), what,
                            fmt::format("cannot watch child {}", record->name()));
     };
@@ -758,7 +758,7 @@ process& adopt(const std::shared_ptr<supervisor_core>& core,
     } catch (const boost::system::system_error& e) {
         throw give_up(e.code().value(), "io_context");
     }
-    return core->keep(std::make_unique<process>(state), state);
+    return core->own_process(std::make_unique<process>(state), state);
 }
 
 namespace {
@@ -1121,6 +1121,18 @@ std::optional<int> process::wait_status() const {
     return state_->wait_status();
 }
 
+process* supervisor::spawn_process(process_options options, std::error_code& ec,
+                                   std::source_location where) {
+    try {
+        process& p = spawn_process(std::move(options), where);
+        ec.clear();
+        return &p;
+    } catch (const spawn_error& e) {
+        ec = e.code();
+        return nullptr;
+    }
+}
+
 process& supervisor::spawn_process(process_options options, std::source_location where) {
     // Everything that can be wrong with the input is found here, before anything is admitted
     // or started.
@@ -1146,7 +1158,7 @@ process& supervisor::spawn_process(process_options options, std::source_location
                                        detail::lineage_entry(lineage))) {
         // Passed the checks but exec still failed: a bad #! interpreter, a file removed
         // meanwhile, ENOEXEC, EAGAIN. glibc has reaped the failed child.
-        detail::withdraw(*core_, *record);
+        detail::end_failed_spawn(*core_, *record);
         throw spawn_error(std::error_code(err, std::system_category()), "argv[0]",
                           fmt::format("program `{}` could not be executed", plan.program));
     }

@@ -144,7 +144,7 @@ class process_state : public std::enable_shared_from_this<process_state> {
     void begin();
     // Called first by every completion handler: one that runs on the I/O thread before
     // begin() has finished on the spawning thread waits for it here.
-    void after_begin();
+    void wait_for_begin();
     void read_next(pipe_reader& r);
     void on_read(pipe_reader& r, const boost::system::error_code& ec, std::size_t n);
     void drain(pipe_reader& r);
@@ -232,13 +232,13 @@ std::string origin_entry(const supervisor_core& core, const child_record& record
 bool is_origin_entry(const char* entry) noexcept;
 
 // The child runs: watch it. Throws spawn_error (with the child killed and reaped, and the
-// record withdrawn) if it cannot be watched.
+// record ended as cancelled) if it cannot be watched.
 process& adopt(const std::shared_ptr<supervisor_core>& core,
                const std::shared_ptr<task_state<void>>& record, std::vector<std::string> argv,
                std::size_t tail_limit, int pid, unique_fd output, unique_fd report, unique_fd crash,
                std::string lineage = {});
 // Ends an admitted child that never ran, as cancelled (the caller throws the reason).
-void withdraw(supervisor_core& core, child_record& record);
+void end_failed_spawn(supervisor_core& core, child_record& record);
 
 // The outcome of a forked child that exited with a non-zero code (forked.cpp): the decoded
 // remote_error, a remote_error saying the message is unreadable, or a process_error; each

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "json.hpp"
+#include "lines.hpp"
 #include "registry.hpp"
 
 namespace warden {
@@ -125,14 +126,8 @@ namespace {
 
 // Each line of `lines` (a symbolised stack) on a line of its own after `indent`.
 void append_indented(std::string& out, std::string_view lines, std::string_view indent) {
-    std::size_t start = 0;
-    while (start < lines.size()) {
-        auto end = lines.find('\n', start);
-        if (end == std::string_view::npos)
-            end = lines.size();
-        out += fmt::format("{}{}\n", indent, lines.substr(start, end - start));
-        start = end + 1;
-    }
+    for_each_line(lines,
+                  [&](std::string_view line) { out.append(indent).append(line).append(1, '\n'); });
 }
 
 // report_for() answers for exceptions whose owner may already be gone (a supervisor

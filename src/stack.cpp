@@ -70,12 +70,10 @@ struct stack_capture {
 
 namespace {
 
-// ---- Symbolising -------------------------------------------------------------------------
-
 // The symbolising thread serves this process only. A fork's child inherits the thread's
 // bookkeeping but not the thread, and possibly a queue mutex that another parent thread held at
-// fork time, so it must never touch them: it symbolises on the calling thread, as every thread
-// did before. Recorded while warden is loaded, before any thread of ours exists.
+// fork time, so it must never touch them: it symbolises on the calling thread. Recorded while
+// warden is loaded, before any thread of ours exists.
 const pid_t symbolising_process = ::getpid();
 
 // Set once the symbolising thread is stopped at exit; symbolisations after that (from other
@@ -223,7 +221,7 @@ class symbolising_thread {
     std::deque<std::packaged_task<std::string()>> requests_;
     bool stopping_ = false;
     frame_text_cache cache_; // used by worker_ alone
-    std::thread worker_; // started in the constructor's body, once the members above exist
+    std::thread worker_;     // started in the constructor's body, once the members above exist
 };
 
 // The function-local static that owns the symbolising thread: started on first use, stopped
@@ -267,8 +265,6 @@ symbolising_thread* shared_symboliser() {
         return nullptr; // no thread to be had (a resource limit): the caller's own will do
     }
 }
-
-// ---- Capturing ---------------------------------------------------------------------------
 
 using unw_backtrace_function = int (*)(void** buffer, int size);
 

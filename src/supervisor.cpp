@@ -558,7 +558,8 @@ void supervisor_core::cancel() {
 
 namespace {
 
-void describe(failure_record& r) {
+// The exception's what() and type name, into the report.
+void write_what_and_type(failure_record& r) {
     {
         std::lock_guard lock(r.mutex);
         if (r.described)
@@ -573,7 +574,8 @@ void describe(failure_record& r) {
     r.described = true;
 }
 
-void symbolise(failure_record& r) {
+// The spawn stack and the throw stack, symbolised, into the report.
+void write_stacks(failure_record& r) {
     if (!r.spawn_stack) // capture::location: neither stack
         return;
     {
@@ -608,16 +610,23 @@ origin supervisor_core::origin_of(const child_record& child) const {
 
 // The records are read after the lock is released: what is read of them here was written
 // once, at admission.
-std::vector<running_child>
-supervisor_core::describe_running(const std::vector<std::shared_ptr<child_record>>& children,
-                                  clock_type::time_point now) const {
-    std::vector<running_child> out;
+std::vector<child_info>
+supervisor_core::infos_of(const std::vector<std::shared_ptr<child_record>>& children,
+                          std::vector<std::string> now) const {
+    const auto at = clock_type::now();
+    std::vector<child_info> out;
     out.reserve(children.size());
     symbolise_batch symbolise;
-    for (const auto& child : children) {
-        running_child c{child->name_, child->kind_, now - child->started_, origin_of(*child)};
-        if (child->spawn_stack_)
-            c.origin.stacktrace = symbolise(*child->spawn_stack_);
+    for (std::size_t i = 0; i < children.size(); ++i) {
+        const auto& child = *children[i];
+        child_info c{child.name_,
+                     child.kind_,
+                     child.cancel_requested() ? child_state::cancelling : child_state::running,
+                     origin_of(child),
+                     at - child.started_,
+                     i < now.size() ? std::move(now[i]) : std::string()};
+        if (child.spawn_stack_)
+            c.origin.stacktrace = symbolise(*child.spawn_stack_);
         out.push_back(std::move(c));
     }
     return out;
@@ -650,13 +659,13 @@ supervisor_core::draft_locked(const std::shared_ptr<failure_record>& r,
 // The fields read here are written once, under call_once or before the record was published.
 failure_report supervisor_core::finish(const report_draft& draft) {
     failure_record& r = *draft.record;
-    describe(r);
-    symbolise(r);
+    write_what_and_type(r);
+    write_stacks(r);
     failure_report out = copy_report(r);
     if (r.passed_up_from)
         out.inner = r.passed_up_from->get();
     for (const auto& later : draft.later) {
-        describe(*later);
+        write_what_and_type(*later);
         // One line each, even when what() has several (a process's output tail).
         auto line = first_line(copy_report(*later));
         out.suppressed.push_back(line.substr(0, line.find('\n')));
@@ -814,11 +823,13 @@ void supervisor_core::throw_join_timeout(clock_type::duration timeout) const {
         s = snapshot_locked();
     }
     const auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(timeout);
-    auto text = format_dump(s, fmt::format("warden: supervisor {}: {} child{} still running "
-                                           "after {} ms",
-                                           options_.name, s.running, s.running == 1 ? "" : "ren",
-                                           millis.count()));
-    throw join_timeout(options_.name, millis, describe_running(s.listed, clock_type::now()),
+    auto now = where_now(s.listed, s.states);
+    auto text = format_dump(s, now,
+                            fmt::format("warden: supervisor {}: {} child{} still running "
+                                        "after {} ms",
+                                        options_.name, s.running, s.running == 1 ? "" : "ren",
+                                        millis.count()));
+    throw join_timeout(options_.name, millis, infos_of(s.listed, std::move(now)),
                        s.running - s.listed.size(), std::move(text));
 }
 
@@ -833,20 +844,7 @@ std::vector<child_info> supervisor_core::children(bool with_now) const {
         if (with_now)
             states = process_states_locked(live);
     }
-    auto running = describe_running(live, clock_type::now());
-    std::vector<std::string> now;
-    if (with_now)
-        now = where_now(live, states);
-    std::vector<child_info> out;
-    out.reserve(running.size());
-    for (std::size_t i = 0; i < running.size(); ++i) {
-        auto& c = running[i];
-        out.push_back({std::move(c.name), c.kind,
-                       live[i]->cancel_requested() ? child_state::cancelling : child_state::running,
-                       std::move(c.origin), c.running_for,
-                       with_now ? std::move(now[i]) : std::string()});
-    }
-    return out;
+    return infos_of(live, with_now ? where_now(live, states) : std::vector<std::string>());
 }
 
 std::optional<failure_report> supervisor_core::first_failure() const {
@@ -880,7 +878,8 @@ bool supervisor_core::failure_observed() const {
     return ledger_.first_observed();
 }
 
-process& supervisor_core::keep(std::unique_ptr<process> p, std::shared_ptr<process_state> state) {
+process& supervisor_core::own_process(std::unique_ptr<process> p,
+                                      std::shared_ptr<process_state> state) {
     auto lock = this->lock();
     process_states_.push_back(std::move(state));
     processes_.push_back(std::move(p));

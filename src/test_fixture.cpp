@@ -130,7 +130,7 @@ void test_scope::check_leaks() {
     if (process_leaks != leak_policy::off)
         for (pid_t pid : child_processes())
             if (!contains(before_->processes, pid))
-                found.push_back(describe_process(pid));
+                found.push_back(inspect_process(pid));
     if (thread_leaks != leak_policy::off) {
         std::vector<pid_t> candidates;
         for (pid_t tid : threads())
@@ -145,7 +145,7 @@ void test_scope::check_leaks() {
             std::this_thread::sleep_for(std::chrono::milliseconds(2));
         }
         for (pid_t tid : candidates) {
-            auto thread = describe_thread(tid);
+            auto thread = inspect_thread(tid);
             thread.stack = thread_stack(tid);
             found.push_back(std::move(thread));
         }

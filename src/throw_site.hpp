@@ -41,7 +41,7 @@ bool throw_sites_enabled() noexcept;
 // For tests: how many exception objects now alive have a recorded site.
 std::size_t recorded_throw_sites() noexcept;
 
-// ---- The hook's side (throw_hook.cpp) --------------------------------------------------
+// The hook's side (throw_hook.cpp).
 
 using throw_destructor = void (*)(void*);
 using cxa_throw_function = void (*)(void*, std::type_info*, throw_destructor);

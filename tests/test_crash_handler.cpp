@@ -1,4 +1,5 @@
 #include "crash_handler.hpp"
+#include "crash_text.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -15,9 +16,13 @@
 #include <doctest/doctest.h>
 
 using warden::detail::install_crash_handlers;
-using warden::detail::symbolise_crash_dump;
 
 namespace {
+
+// What the parent shows of a crash dump: its frames, symbolised as process_crashed does.
+std::string symbolise_crash_dump(std::string_view raw) {
+    return warden::detail::crash_text(warden::detail::crash_dump_frames(raw)).stack();
+}
 
 // Volatile so that the compiler can neither prove the write is to null (GCC would turn it
 // into a trap, which is SIGILL) nor prove the recursion endless (-Winfinite-recursion).

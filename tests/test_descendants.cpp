@@ -156,9 +156,19 @@ TEST_CASE("a forked child's descendant in a new session ends with the child") {
         ::pclose(in);
         if (!read)
             throw std::runtime_error("no pid from the grandchild");
+        // Ends when the test says, once it watches the grandchild: the grandchild ends with
+        // the child.
+        sigset_t usr1;
+        sigemptyset(&usr1);
+        sigaddset(&usr1, SIGUSR1);
+        ::pthread_sigmask(SIG_BLOCK, &usr1, nullptr);
         std::printf("%s", line);
+        std::fflush(stdout);
+        int received = 0;
+        ::sigwait(&usr1, &received);
     });
     const watched grandchild(grandchild_of(p));
+    REQUIRE(::kill(p.pid(), SIGUSR1) == 0);
     sup.wait();
     CHECK(grandchild.gone());
 }

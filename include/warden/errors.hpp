@@ -17,13 +17,8 @@ class supervisor_closed : public std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
-// A child still running when a wait's deadline passed.
-struct running_child {
-    std::string name;
-    child_kind kind;
-    std::chrono::steady_clock::duration running_for;
-    warden::origin origin;
-};
+// A child still running when a wait's deadline passed: the child_info of children(with_stacks).
+using running_child [[deprecated("use warden::child_info")]] = child_info;
 
 // wait_for / wait_until ran out of time. what() is the supervisor's dump (`dump`, when given):
 // the running children, the longest running first (all of them, or the first 32 and how
@@ -31,17 +26,16 @@ struct running_child {
 class join_timeout : public std::runtime_error {
   public:
     join_timeout(std::string supervisor, std::chrono::milliseconds timeout,
-                 std::vector<running_child> running, std::size_t unlisted = 0,
-                 std::string dump = {});
+                 std::vector<child_info> running, std::size_t unlisted = 0, std::string dump = {});
     // The children listed in what().
-    const std::vector<running_child>& running() const noexcept { return running_; }
+    const std::vector<child_info>& running() const noexcept { return running_; }
     // How many more were running, not listed.
     std::size_t unlisted() const noexcept { return unlisted_; }
     std::chrono::milliseconds timeout() const noexcept { return timeout_; }
 
   private:
     std::chrono::milliseconds timeout_;
-    std::vector<running_child> running_;
+    std::vector<child_info> running_;
     std::size_t unlisted_;
 };
 

@@ -7,6 +7,7 @@
 #include <optional>
 #include <source_location>
 #include <stop_token>
+#include <system_error>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -17,6 +18,7 @@
 #include <warden/detail/child.hpp>
 #include <warden/detail/duration.hpp>
 #include <warden/detail/function.hpp>
+#include <warden/detail/spawn.hpp>
 #include <warden/errors.hpp>
 #include <warden/options.hpp>
 #include <warden/report.hpp>
@@ -25,62 +27,6 @@
 namespace warden {
 
 class process;
-
-namespace detail {
-
-template <class R>
-struct awaitable_traits : std::false_type {};
-template <class T>
-struct awaitable_traits<boost::asio::awaitable<T, boost::asio::any_io_executor>> : std::true_type {
-    using value_type = T;
-};
-
-// f() returning asio::awaitable<T>: evaluated only for callables that take no argument.
-template <class Fn, bool = std::is_invocable_v<Fn&>>
-struct returns_awaitable : std::false_type {};
-template <class Fn>
-struct returns_awaitable<Fn, true> : awaitable_traits<std::invoke_result_t<Fn&>> {};
-
-template <class Fn, bool = std::is_invocable_v<Fn&, std::stop_token>>
-struct blocking_result {
-    using type = std::invoke_result_t<Fn&>;
-};
-template <class Fn>
-struct blocking_result<Fn, true> {
-    using type = std::invoke_result_t<Fn&, std::stop_token>;
-};
-
-inline boost::asio::awaitable<void> rethrow_as_child(std::exception_ptr error) {
-    std::rethrow_exception(std::move(error));
-    co_return;
-}
-
-// f() for a child body: what it throws before its coroutine exists (a plain function that
-// returns an awaitable) is the child's failure, as when co_spawn calls it.
-template <class Fn>
-boost::asio::awaitable<void> invoke_coroutine(Fn& f) {
-    try {
-        return std::invoke(f);
-    } catch (...) {
-        return rethrow_as_child(std::current_exception());
-    }
-}
-
-// A child with a value stores it in its task before it completes. (A void child needs no
-// such frame: co_spawn runs its awaitable, or keeps its callable alive, by itself.)
-template <class T, class Fn>
-boost::asio::awaitable<void> run_coroutine_child(std::shared_ptr<task_state<T>> state, Fn fn) {
-    // fn is a parameter of this frame, so a lambda's captures outlive the coroutine it makes.
-    state->set_value(co_await std::invoke(fn));
-}
-
-template <class T>
-boost::asio::awaitable<void> run_awaitable_child(std::shared_ptr<task_state<T>> state,
-                                                 boost::asio::awaitable<T> body) {
-    state->set_value(co_await std::move(body));
-}
-
-} // namespace detail
 
 // A nursery for threads, coroutines and processes. The first child failure reaches the
 // parent (join/wait), with where the child was spawned; no child outlives the supervisor.
@@ -130,6 +76,11 @@ class supervisor {
     }
 
     process& spawn_process(process_options options,
+                           std::source_location where = std::source_location::current());
+    // The same, where failing to start is expected: what spawn_error would say (no such
+    // program, not executable, a resource limit, bad input) goes to `ec`, and the result is
+    // null. A spawn refused by a closed supervisor still throws supervisor_closed.
+    process* spawn_process(process_options options, std::error_code& ec,
                            std::source_location where = std::source_location::current());
 
     template <class F>
