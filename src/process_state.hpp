@@ -161,6 +161,8 @@ class process_state : public std::enable_shared_from_this<process_state> {
     void settle(match_verdict verdict);
     void arm_waiter_timer(const std::shared_ptr<line_waiter>& w, duration timeout);
     void wait_exit();
+    // The child has exited (a zombie now, or reaped elsewhere), whatever the pidfd said.
+    bool has_exited() const noexcept;
     void on_exit_ready(const boost::system::error_code& ec);
     // The child is dead and unreaped: its descendants still here go (descendants.hpp).
     void end_descendants();
