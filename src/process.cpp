@@ -150,6 +150,25 @@ const std::string& process_state::name() const noexcept {
     return record_->name();
 }
 
+namespace {
+
+// Closes a descriptor the io_context watches, removing its epoll registration first. Asio
+// leaves that to close(), which removes it only when the last reference to the open file
+// goes, and a child being spawned holds a copy of every descriptor for a moment: the stale
+// registration then reported readiness for whatever descriptor took the number next. With
+// a pidfd that was a process's exit before it had exited, and the process was killed
+// (test: "200 short processes with one failing give exactly one failure and leave nothing").
+void close_watched(std::optional<asio::posix::stream_descriptor>& watched) noexcept {
+    if (!watched)
+        return;
+    const int fd = watched->release(); // deregisters it from the reactor
+    watched.reset();
+    if (fd >= 0)
+        ::close(fd);
+}
+
+} // namespace
+
 void process_state::start(unique_fd pidfd, unique_fd output, unique_fd report, unique_fd crash) {
     // Each fd is released only once its descriptor object owns it: a registration that throws
     // leaves it to the unique_fd.
@@ -315,25 +334,6 @@ void process_state::push_line(std::string line) {
         w->complete(error, error ? std::string() : line);
     }
 }
-
-namespace {
-
-// Closes a descriptor the io_context watches, removing its epoll registration first. Asio
-// leaves that to close(), which removes it only when the last reference to the open file
-// goes, and a child being spawned holds a copy of every descriptor for a moment: the stale
-// registration then reported readiness for whatever descriptor took the number next. With
-// a pidfd that was a process's exit before it had exited, and the process was killed
-// (test: "200 short processes with one failing give exactly one failure and leave nothing").
-void close_watched(std::optional<asio::posix::stream_descriptor>& watched) noexcept {
-    if (!watched)
-        return;
-    const int fd = watched->release(); // deregisters it from the reactor
-    watched.reset();
-    if (fd >= 0)
-        ::close(fd);
-}
-
-} // namespace
 
 bool process_state::has_exited() const noexcept {
     siginfo_t info{};
