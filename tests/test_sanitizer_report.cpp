@@ -533,7 +533,8 @@ TEST_CASE("a real ThreadSanitizer data race is summarised with the racing functi
                                  without_aslr_if_tsan_needs_it() + program("warden_tsan_program"));
     INFO(r.output);
     CHECK(r.exit_code == 66);
-    CHECK(contains(r.output, "counter 2"));
+    // 1 or 2: the increments overlap in time (sanitizer_tsan.cpp), and one may be lost.
+    CHECK(contains(r.output, "counter "));
     const auto summary = summary_of(r.output);
     CHECK(summary.starts_with("ThreadSanitizer: data race in race_on_counter() at "));
     CHECK(contains(summary, "sanitizer_tsan.cpp:"));
