@@ -18,7 +18,7 @@
 
 namespace warden::detail {
 
-// What a process or forked child adds to its end (process.cpp), for the dump's list of
+// What a process or forked child adds to its end (process_state.cpp), for the dump's list of
 // children that finished.
 struct process_ending {
     int pid = 0;

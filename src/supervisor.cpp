@@ -9,7 +9,7 @@
 //
 // 2. One way to end. Every kind of child ends by a call to child_finished(child, error):
 //    coroutine children from co_spawn's completion handler, blocking children at the end of
-//    their pool job, processes and forked children from their exit wait (process.cpp).
+//    their pool job, processes and forked children from their exit wait (process_state.cpp).
 //    Classifying the outcome, deciding the first failure, cancelling siblings, waking every
 //    waiter and completing the task handle happen there and nowhere else, so no kind of
 //    child can be reported differently from another, or twice.
