@@ -2,40 +2,17 @@
 // settle.
 
 #include <warden/process.hpp>
-#include <warden/supervisor.hpp>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
-#include <condition_variable>
-#include <cstdlib>
 #include <cstring>
-#include <filesystem>
-#include <limits>
 
-#include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <boost/asio/associated_cancellation_slot.hpp>
-#include <boost/asio/associated_executor.hpp>
-#include <boost/asio/async_result.hpp>
-#include <boost/asio/execution/outstanding_work.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/prefer.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/system/system_error.hpp>
 
 #include <fmt/format.h>
 
 #include "core.hpp"
-#include "crash_handler.hpp"
-#include "crash_text.hpp"
-#include "descendants.hpp"
 #include "log.hpp"
 #include "process_state.hpp"
 #include "registry.hpp"

@@ -25,18 +25,7 @@
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
-#include <cstdlib>
-#include <cstring>
 #include <filesystem>
-#include <limits>
-
-#include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
@@ -50,13 +39,10 @@
 #include <fmt/format.h>
 
 #include "core.hpp"
-#include "crash_handler.hpp"
-#include "crash_text.hpp"
 #include "descendants.hpp"
 #include "log.hpp"
 #include "process_state.hpp"
 #include "registry.hpp"
-#include "remote_failure.hpp"
 
 namespace asio = boost::asio;
 using clock_type = std::chrono::steady_clock;
