@@ -9,12 +9,12 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <mutex>
 #include <optional>
 #include <thread>
 #include <unordered_set>
 
-#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -55,55 +55,12 @@ bool is_noted(pid_t pid) {
     return noted().contains(pid);
 }
 
-// Reads a small /proc file whole, up to `limit` bytes.
-std::string read_proc(pid_t pid, const char* file, std::size_t limit) {
-    std::string out;
-    const std::string path = fmt::format("/proc/{}/{}", pid, file);
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return out;
-    char buffer[4096];
-    while (out.size() < limit) {
-        const ssize_t n = ::read(fd, buffer, sizeof buffer);
-        if (n > 0)
-            out.append(buffer, static_cast<std::size_t>(n));
-        else if (n == 0 || errno != EINTR)
-            break;
-    }
-    ::close(fd);
-    return out;
-}
-
-struct proc_stat {
-    char state = '?';
-    pid_t ppid = 0;
-    pid_t pgrp = 0;
-    pid_t sid = 0;
-};
-
-// "pid (comm) state ppid pgrp session ...": comm may hold spaces and parentheses.
-std::optional<proc_stat> read_stat(pid_t pid) {
-    const std::string text = read_proc(pid, "stat", 4096);
-    const auto close = text.rfind(')');
-    if (close == std::string::npos)
-        return std::nullopt;
-    proc_stat s;
-    long ppid = 0;
-    long pgrp = 0;
-    long sid = 0;
-    if (std::sscanf(text.c_str() + close + 1, " %c %ld %ld %ld", &s.state, &ppid, &pgrp, &sid) != 4)
-        return std::nullopt;
-    s.ppid = static_cast<pid_t>(ppid);
-    s.pgrp = static_cast<pid_t>(pgrp);
-    s.sid = static_cast<pid_t>(sid);
-    return s;
-}
-
 // The environment a process was started with (exec's copy, not what it setenv'd since).
 // Nothing at all: the process is in the middle of an exec (the new image has no environment
 // yet), or has an empty one.
 std::optional<bool> carries_token(pid_t pid, std::string_view token) {
-    const std::string env = read_proc(pid, "environ", 1 << 20);
+    const std::string env =
+        read_proc_file(std::filesystem::path("/proc") / std::to_string(pid) / "environ");
     if (env.empty())
         return std::nullopt;
     std::size_t start = 0;
@@ -127,20 +84,6 @@ std::optional<bool> carries_token(pid_t pid, std::string_view token) {
         }
     }
     return false;
-}
-
-std::string command_line(pid_t pid) {
-    std::string command = read_proc(pid, "cmdline", 4096);
-    while (!command.empty() && command.back() == '\0')
-        command.pop_back();
-    std::replace(command.begin(), command.end(), '\0', ' ');
-    if (command.empty()) {
-        std::string comm = read_proc(pid, "comm", 64);
-        if (!comm.empty() && comm.back() == '\n')
-            comm.pop_back();
-        command = "[" + comm + "]";
-    }
-    return command;
 }
 
 int pidfd_of(pid_t pid) noexcept {
@@ -236,7 +179,8 @@ bool descendant_sweep::round() noexcept {
             const int pidfd = above_stdio(pidfd_of(pid));
             if (pidfd < 0)
                 continue;
-            const auto stat = read_stat(pid);
+            const auto stat =
+                read_proc_stat(std::filesystem::path("/proc") / std::to_string(pid) / "stat");
             const bool alive = stat && stat->state != 'Z' && stat->state != 'X';
             const auto ours =
                 stat && stat->ppid == self_ ? attributed(stat->pgrp, stat->sid, pid, alive) : false;
@@ -254,7 +198,7 @@ bool descendant_sweep::round() noexcept {
                 if (std::find(seen_.begin(), seen_.end(), pid) == seen_.end()) {
                     seen_.push_back(pid);
                     if (named_.size() < max_named)
-                        named_.push_back(fmt::format("pid {} ({})", pid, command_line(pid)));
+                        named_.push_back(fmt::format("pid {} ({})", pid, command_line(pid, stat)));
                     else
                         ++unnamed_;
                 }

@@ -1,7 +1,9 @@
 #include "leak_check.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -9,8 +11,10 @@
 #include <sstream>
 #include <system_error>
 
-#include <fmt/format.h>
+#include <fcntl.h>
 #include <unistd.h>
+
+#include <fmt/format.h>
 
 #include <warden/fixtures.hpp>
 
@@ -22,42 +26,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string read_file(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream text;
-    text << in.rdbuf();
-    return text.str();
-}
-
 std::optional<pid_t> parse_id(std::string_view text) {
     pid_t id = 0;
     const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), id);
     if (error != std::errc() || end != text.data() + text.size())
         return std::nullopt;
     return id;
-}
-
-// /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may hold spaces and parentheses, so
-// the fields after it are found from the last ')'.
-struct stat_line {
-    std::string comm;
-    char state = '?';
-    pid_t ppid = 0;
-};
-
-std::optional<stat_line> read_stat(const fs::path& path) {
-    const std::string text = read_file(path);
-    const auto open = text.find('(');
-    const auto close = text.rfind(')');
-    if (open == std::string::npos || close == std::string::npos || close < open)
-        return std::nullopt;
-    stat_line line;
-    line.comm = text.substr(open + 1, close - open - 1);
-    std::istringstream rest(text.substr(close + 1));
-    rest >> line.state >> line.ppid;
-    if (!rest)
-        return std::nullopt;
-    return line;
 }
 
 std::string state_name(char state) {
@@ -82,7 +56,7 @@ std::string state_name(char state) {
 }
 
 std::string wchan(const fs::path& dir) {
-    std::string text = read_file(dir / "wchan");
+    std::string text = read_proc_file(dir / "wchan");
     return text == "0" ? std::string() : text;
 }
 
@@ -90,6 +64,55 @@ std::mutex kept_mutex;
 std::vector<pid_t> kept;
 
 } // namespace
+
+std::string read_proc_file(const fs::path& path, std::size_t limit) {
+    std::string out;
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return out;
+    char buffer[4096];
+    while (out.size() < limit) {
+        const ssize_t n = ::read(fd, buffer, std::min(sizeof buffer, limit - out.size()));
+        if (n > 0)
+            out.append(buffer, static_cast<std::size_t>(n));
+        else if (n == 0 || errno != EINTR)
+            break;
+    }
+    ::close(fd);
+    return out;
+}
+
+// "pid (comm) state ppid pgrp session ...": comm may hold spaces and parentheses, so the
+// fields after it are found from the last ')'.
+std::optional<proc_stat> read_proc_stat(const fs::path& stat_file) {
+    const std::string text = read_proc_file(stat_file);
+    const auto open = text.find('(');
+    const auto close = text.rfind(')');
+    if (open == std::string::npos || close == std::string::npos || close < open)
+        return std::nullopt;
+    proc_stat s;
+    s.comm = text.substr(open + 1, close - open - 1);
+    long ppid = 0;
+    long pgrp = 0;
+    long sid = 0;
+    if (std::sscanf(text.c_str() + close + 1, " %c %ld %ld %ld", &s.state, &ppid, &pgrp, &sid) != 4)
+        return std::nullopt;
+    s.ppid = static_cast<pid_t>(ppid);
+    s.pgrp = static_cast<pid_t>(pgrp);
+    s.sid = static_cast<pid_t>(sid);
+    return s;
+}
+
+std::string command_line(pid_t pid, const std::optional<proc_stat>& stat) {
+    std::string command = read_proc_file(fs::path("/proc") / std::to_string(pid) / "cmdline");
+    while (!command.empty() && command.back() == '\0')
+        command.pop_back();
+    std::replace(command.begin(), command.end(), '\0', ' ');
+    // An exited child has no command line left: its name is all the kernel keeps.
+    if (command.empty() && stat)
+        command = "[" + stat->comm + "]";
+    return command;
+}
 
 std::vector<pid_t> child_processes() {
     std::vector<pid_t> out;
@@ -112,7 +135,7 @@ std::vector<pid_t> child_processes() {
         const auto pid = parse_id(entry.path().filename().native());
         if (!pid)
             continue;
-        if (const auto stat = read_stat(entry.path() / "stat"); stat && stat->ppid == self)
+        if (const auto stat = read_proc_stat(entry.path() / "stat"); stat && stat->ppid == self)
             out.push_back(*pid);
     }
     return out;
@@ -148,13 +171,8 @@ void keep_thread(pid_t tid) {
 leak inspect_process(pid_t pid) {
     const fs::path dir = fs::path("/proc") / std::to_string(pid);
     leak out{leak::kind::process, pid, {}, {}, {}, {}};
-    std::string command = read_file(dir / "cmdline");
-    while (!command.empty() && command.back() == '\0')
-        command.pop_back();
-    std::replace(command.begin(), command.end(), '\0', ' ');
-    const auto stat = read_stat(dir / "stat");
-    // An exited child has no command line left: its name is all the kernel keeps.
-    out.name = !command.empty() ? command : stat ? "[" + stat->comm + "]" : std::string();
+    const auto stat = read_proc_stat(dir / "stat");
+    out.name = command_line(pid, stat);
     out.state = stat ? state_name(stat->state) : "gone";
     out.waiting_in = wchan(dir);
     return out;
@@ -167,7 +185,7 @@ std::vector<std::pair<pid_t, pid_t>> process_table() {
         const auto pid = parse_id(entry.path().filename().native());
         if (!pid)
             continue;
-        if (const auto stat = read_stat(entry.path() / "stat"))
+        if (const auto stat = read_proc_stat(entry.path() / "stat"))
             table.emplace_back(stat->ppid, *pid);
     }
     std::sort(table.begin(), table.end());
@@ -198,11 +216,11 @@ std::vector<pid_t> descendants(pid_t root, const std::vector<std::pair<pid_t, pi
 leak inspect_thread(pid_t tid) {
     const fs::path dir = fs::path("/proc/self/task") / std::to_string(tid);
     leak out{leak::kind::thread, tid, {}, {}, {}, {}};
-    std::string name = read_file(dir / "comm");
+    std::string name = read_proc_file(dir / "comm");
     if (!name.empty() && name.back() == '\n')
         name.pop_back();
     out.name = std::move(name);
-    const auto stat = read_stat(dir / "stat");
+    const auto stat = read_proc_stat(dir / "stat");
     out.state = stat ? state_name(stat->state) : "gone";
     out.waiting_in = wchan(dir);
     return out;

@@ -4,6 +4,9 @@
 // exited and unreaped) and its threads. The fixtures' leak check (src/test_fixture.cpp)
 // compares two snapshots; docs/test-frameworks.md says what is excluded and why.
 
+#include <cstddef>
+#include <filesystem>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -11,6 +14,23 @@
 #include <sys/types.h>
 
 namespace warden::detail {
+
+// A /proc file, whole up to `limit` bytes; empty if it cannot be read.
+std::string read_proc_file(const std::filesystem::path& path, std::size_t limit = 1 << 20);
+
+// The fields of /proc/<pid>/stat (or /proc/self/task/<tid>/stat) that warden reads.
+struct proc_stat {
+    std::string comm;
+    char state = '?';
+    pid_t ppid = 0;
+    pid_t pgrp = 0;
+    pid_t sid = 0; // the session
+};
+std::optional<proc_stat> read_proc_stat(const std::filesystem::path& stat_file);
+
+// A process's command line, its arguments joined by spaces; "[comm]" (from `stat`) once it has
+// none left (an exited child, a kernel thread); empty if neither can be read.
+std::string command_line(pid_t pid, const std::optional<proc_stat>& stat);
 
 // Children of this process, zombies included, in no particular order.
 std::vector<pid_t> child_processes();
