@@ -21,6 +21,7 @@
 
 #include <doctest/doctest.h>
 
+#include "failure_of.hpp"
 #include "forked.hpp"
 #include "registry.hpp"
 #include "remote_failure.hpp"
@@ -50,15 +51,8 @@ bool tail_has(const std::vector<std::string>& tail, const std::string& line) {
 
 template <class Exception, class F>
 Exception failure_of(F f) {
-    warden::supervisor sup;
-    sup.spawn_forked(std::move(f));
-    try {
-        sup.wait();
-    } catch (const Exception& e) {
-        return e;
-    }
-    FAIL("the forked child did not fail as expected");
-    throw std::logic_error("unreachable");
+    return warden_test::failure_of<Exception>(
+        [&](warden::supervisor& sup) { sup.spawn_forked(std::move(f)); });
 }
 
 // The sanitizer build must let the deliberate faults below crash, not report them.

@@ -32,6 +32,7 @@
 
 #include <doctest/doctest.h>
 
+#include "failure_of.hpp"
 #include "helpers.hpp"
 #include "line_matcher.hpp"
 #include "log.hpp"
@@ -76,15 +77,8 @@ bool tail_has(const std::vector<std::string>& tail, const std::string& line) {
 // Runs `argv` under its own supervisor and returns what sup.wait() throws.
 template <class Exception>
 Exception failure_of(std::vector<std::string> argv) {
-    warden::supervisor sup;
-    sup.spawn_process({.argv = std::move(argv)});
-    try {
-        sup.wait();
-    } catch (const Exception& e) {
-        return e;
-    }
-    FAIL("the process did not fail as expected");
-    throw std::logic_error("unreachable");
+    return warden_test::failure_of<Exception>(
+        [&](warden::supervisor& sup) { sup.spawn_process({.argv = std::move(argv)}); });
 }
 
 template <class Exception>

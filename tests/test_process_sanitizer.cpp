@@ -21,6 +21,8 @@
 
 #include <doctest/doctest.h>
 
+#include "failure_of.hpp"
+
 using namespace std::chrono_literals;
 
 namespace {
@@ -29,19 +31,7 @@ bool contains(const std::string& text, const std::string& part) {
     return text.find(part) != std::string::npos;
 }
 
-// What sup.wait() throws for the one child `spawn` starts.
-template <class Exception, class Spawn>
-Exception failure_of(Spawn spawn) {
-    warden::supervisor sup;
-    spawn(sup);
-    try {
-        sup.wait();
-    } catch (const Exception& e) {
-        return e;
-    }
-    FAIL("the child did not fail as expected");
-    throw std::logic_error("unreachable");
-}
+using warden_test::failure_of;
 
 template <class Exception>
 Exception process_failure(std::vector<std::string> argv,
