@@ -31,7 +31,6 @@ void child_table::enter(const std::shared_ptr<child_record>& child, std::string 
 
 std::shared_ptr<child_record> child_table::leave(child_record& child,
                                                  const std::exception_ptr& error,
-                                                 std::chrono::steady_clock::duration ran_for,
                                                  process_ending* ending, evicted& made_room) {
     auto taken = live_.erase(child);
     auto& slot = recent_[finished_count_++ % recent_capacity];
@@ -40,7 +39,7 @@ std::shared_ptr<child_record> child_table::leave(child_record& child,
     slot.where = child.where_;
     made_room.error = std::exchange(slot.error, error);
     slot.cancelled = child.cancel_requested();
-    slot.ran_for = ran_for;
+    slot.ran_for = std::chrono::steady_clock::now() - child.started_;
     slot.pid = ending != nullptr ? ending->pid : 0;
     slot.status = ending != nullptr ? ending->status : std::nullopt;
     made_room.output =

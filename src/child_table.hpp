@@ -119,7 +119,6 @@ class child_table {
     // process exited 0 says so, with its last output"). Returns the table's reference, null
     // if it was not in.
     std::shared_ptr<child_record> leave(child_record& child, const std::exception_ptr& error,
-                                        std::chrono::steady_clock::duration ran_for,
                                         process_ending* ending, evicted& made_room);
 
     const live_list& running() const noexcept { return live_; }

@@ -403,8 +403,7 @@ void supervisor_core::child_finished(child_record& child, std::exception_ptr err
     bool first = false;
     {
         auto lock = this->lock();
-        keep_alive =
-            table_.leave(child, error, clock_type::now() - child.started_, ending, made_room);
+        keep_alive = table_.leave(child, error, ending, made_room);
         if (failed)
             first = record_failure_locked(failure.record);
         callbacks = mark_done_locked(child, error);
@@ -811,7 +810,7 @@ void supervisor_core::wait(clock_type::time_point deadline, clock_type::duration
         if (pred != nullptr)
             wake = std::min(wake, deadline_after(poll, now));
         const auto kind = pred != nullptr ? waiters::kind::any : waiters::kind::settling;
-        waiters_.wait_for_change(lock, kind, waiters_.changes(kind), wake);
+        waiters_.wait_for_change(lock, kind, wake);
     }
 }
 

@@ -59,9 +59,10 @@ class waiters {
         on_next_settlement_.push_back(std::move(fn));
     }
 
-    // Sleeps until a change of kind `k` after the count `seen`, or `until`.
-    void wait_for_change(std::unique_lock<std::mutex>& lock, kind k, std::uint64_t seen,
+    // Sleeps until the next change of kind `k`, or `until`.
+    void wait_for_change(std::unique_lock<std::mutex>& lock, kind k,
                          std::chrono::steady_clock::time_point until) {
+        const auto seen = changes(k);
         cv(k).wait_until(lock, until, [&] { return changes(k) != seen; });
     }
 
