@@ -2,6 +2,7 @@
 
 // Small test utilities: thread counts, and running a test program as a subprocess.
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -21,6 +22,15 @@ inline constexpr bool sanitized_build = true;
 #else
 inline constexpr bool sanitized_build = false;
 #endif
+
+// Through a pidfd (so that a recycled pid is never asked about): the process is no zombie of
+// this program, having been reaped, or never having been its child.
+inline bool reaped_or_not_ours(int pidfd) {
+    siginfo_t info{};
+    return ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info,
+                    WEXITED | WNOHANG | WNOWAIT) == -1 &&
+           errno == ECHILD;
+}
 
 inline std::size_t thread_count() {
     std::size_t n = 0;

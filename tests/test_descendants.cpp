@@ -23,6 +23,8 @@
 
 #include <doctest/doctest.h>
 
+#include "helpers.hpp"
+
 using namespace std::chrono_literals;
 
 namespace {
@@ -66,14 +68,7 @@ class watched {
         return ::poll(&p, 1, 0) == 1;
     }
     // Ended, and not a zombie of ours: killed and reaped.
-    bool gone() const {
-        if (!ended())
-            return false;
-        siginfo_t info{};
-        return ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(fd_), &info,
-                        WEXITED | WNOHANG | WNOWAIT) == -1 &&
-               errno == ECHILD;
-    }
+    bool gone() const { return ended() && warden_test::reaped_or_not_ours(fd_); }
 
   private:
     pid_t pid_;
