@@ -30,15 +30,16 @@ void child_table::enter(const std::shared_ptr<child_record>& child, std::string 
 }
 
 std::shared_ptr<child_record> child_table::leave(child_record& child,
-                                                 const std::exception_ptr& error,
+                                                 const std::exception_ptr& error, child_end end,
                                                  process_ending* ending, evicted& made_room) {
     auto taken = live_.erase(child);
     auto& slot = recent_[finished_count_++ % recent_capacity];
     slot.name.assign(child.name_); // the slot's buffer is reused
     slot.kind = child.kind_;
     slot.where = child.where_;
+    slot.end = end;
     made_room.error = std::exchange(slot.error, error);
-    slot.cancelled = child.cancel_requested();
+    slot.cancel_requested = child.cancel_requested();
     slot.ran_for = std::chrono::steady_clock::now() - child.started_;
     slot.pid = ending != nullptr ? ending->pid : 0;
     slot.status = ending != nullptr ? ending->status : std::nullopt;

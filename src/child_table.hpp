@@ -16,6 +16,8 @@
 #include <warden/detail/child.hpp>
 #include <warden/report.hpp>
 
+#include "body_outcome.hpp"
+
 namespace warden::detail {
 
 // What a process or forked child adds to its end (process_state.cpp), for the dump's list of
@@ -34,8 +36,9 @@ struct finished_child {
     std::string name;
     child_kind kind = child_kind::coroutine;
     std::source_location where;
-    std::exception_ptr error;
-    bool cancelled = false; // its cancellation had been requested
+    child_end end = child_end::succeeded;
+    std::exception_ptr error; // a failure's, for its what()
+    bool cancel_requested = false;
     std::chrono::steady_clock::duration ran_for{};
     int pid = 0;
     std::optional<int> status;
@@ -119,7 +122,7 @@ class child_table {
     // process exited 0 says so, with its last output"). Returns the table's reference, null
     // if it was not in.
     std::shared_ptr<child_record> leave(child_record& child, const std::exception_ptr& error,
-                                        process_ending* ending, evicted& made_room);
+                                        child_end end, process_ending* ending, evicted& made_room);
 
     const live_list& running() const noexcept { return live_; }
     std::uint64_t finished_count() const noexcept { return finished_count_; }

@@ -25,6 +25,7 @@
 #include <warden/options.hpp>
 #include <warden/report.hpp>
 
+#include "body_outcome.hpp"
 #include "child_table.hpp"
 #include "executor_host.hpp"
 #include "failure_ledger.hpp"
@@ -37,7 +38,6 @@ class process;
 namespace warden::detail {
 
 class process_state;
-class pending_report;
 
 struct exception_description {
     std::string type;
@@ -106,7 +106,7 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
     void arm_cancel(child_record& child, unique_function<void()> action);
 
     // The one path by which every kind of child ends. See supervisor.cpp.
-    void child_finished(child_record& child, std::exception_ptr error,
+    void child_finished(child_record& child, body_outcome outcome,
                         process_ending* ending = nullptr);
     void cancel_child(child_record& child);
 
@@ -167,8 +167,6 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
 
   private:
     report_draft draft_locked(const std::shared_ptr<failure_record>& r, bool with_stragglers) const;
-    // Needs nothing of the supervisor: it may run after the supervisor is gone.
-    static failure_report finish(const report_draft& draft);
     // Without the spawn stack, which is symbolised only where a report needs it.
     warden::origin origin_of(const child_record& child) const;
     // What children() says of each of `children`; `now` (empty, or one entry each) is where
@@ -200,20 +198,16 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
     static constexpr std::size_t max_listed = 32;
 
     // The steps of child_finished, in order.
-    struct failure_opened {
-        std::shared_ptr<failure_record> record;
-        std::shared_ptr<pending_report> report;
-    };
-    failure_opened open_failure(const child_record& child, const std::exception_ptr& error);
+    std::shared_ptr<failure_record> open_failure(const child_record& child,
+                                                 const std::exception_ptr& error);
     // Under the lock: returns true if it is the first failure.
     bool record_failure_locked(std::shared_ptr<failure_record> failure);
     std::unique_ptr<std::vector<unique_function<void()>>>
     mark_done_locked(child_record& child, const std::exception_ptr& error);
     void cancel_siblings();
-    void log_finished(const child_record& child, const std::exception_ptr& error,
-                      bool cancelled) const;
+    void log_finished(const child_record& child, child_end end) const;
     void wait_for_children_to_end(std::unique_lock<std::mutex>& lock);
-    void log_in_background(std::shared_ptr<pending_report> report, bool first);
+    void log_in_background(std::shared_ptr<failure_record> failure, bool first);
 
     supervisor_options options_;
     executor_host host_;

@@ -83,7 +83,7 @@ struct child_completion {
         // which holds the record that holds the slot: a cycle to break here.
         child->cancel_signal_.slot().clear();
         if (child->owner_) // the probe below has no supervisor
-            child->owner_->child_finished(*child, std::move(error));
+            child->owner_->child_finished(*child, body_outcome::threw(std::move(error)));
     }
 };
 

@@ -85,14 +85,14 @@ std::string outcome_of(const finished_child& f) {
             out += ", ";
         out += what;
     };
-    if (f.error && f.cancelled && is_cancellation(f.error)) {
+    if (f.end == child_end::cancelled) {
         add("cancelled");
-    } else if (f.error) {
+    } else if (f.end == child_end::failed) {
         const auto d = describe_exception(f.error);
         add(d.what == d.type ? fmt::format("failed with {}", d.type)
                              : fmt::format("failed with {}: {}", d.type, first_line_of(d.what)));
     } else if (out.empty()) {
-        out = f.cancelled ? "succeeded after its cancellation" : "succeeded";
+        out = f.cancel_requested ? "succeeded after its cancellation" : "succeeded";
     }
     return out;
 }

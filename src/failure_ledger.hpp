@@ -9,29 +9,9 @@
 
 #include <warden/report.hpp>
 
+#include "failure_record.hpp"
+
 namespace warden::detail {
-
-struct stack_capture;
-class pending_report;
-
-// A failure as the supervisor keeps it. Two parts of the report are filled in by whoever
-// reads the report first, never on the way to the waiters: what() and the type name
-// (microseconds), and the symbolised spawn and throw stacks (milliseconds; the throw's frames
-// are found by the exception object, which `report.error` keeps alive). Each is made without
-// a lock and published under `mutex` (two readers at once may both make it; the first is
-// kept): a reader holding a lock while it symbolises would wait for the symbolising thread,
-// which may be writing this very report for the log. Shared: a report written after the
-// supervisor is gone (report_for in a catch block outside its scope) reads it.
-struct failure_record {
-    failure_report report; // what, type and the stacks: under `mutex` once published
-    std::shared_ptr<const stack_capture> spawn_stack;
-    std::mutex mutex;
-    bool described = false;
-    bool symbolised = false;
-    // The report of the same exception object in the child it came up from, if any.
-    std::shared_ptr<pending_report> passed_up_from;
-    bool observed = false; // thrown by a wait; guarded by the supervisor's mutex
-};
 
 // Guarded by the supervisor's mutex. The failure that finds the ledger empty is the first;
 // later ones become the `suppressed` lines of its report.

@@ -107,34 +107,14 @@ void process_state::push_line(std::string line) {
     }
 }
 
-namespace {
-
-// A copy of the process's failure for a waiter to throw. The same object would be thrown by
-// two children (the process, and the coroutine that rethrows it), and report_for() could only
-// find one of their reports; a copy keeps each child's report its own.
-std::exception_ptr copy_failure(const std::exception_ptr& error) {
-    try {
-        std::rethrow_exception(error);
-    } catch (const process_crashed& e) {
-        return std::make_exception_ptr(e);
-    } catch (const process_error& e) {
-        return std::make_exception_ptr(e);
-    } catch (const remote_error& e) {
-        return std::make_exception_ptr(e);
-    } catch (const boost::system::system_error& e) {
-        return std::make_exception_ptr(e);
-    } catch (const std::system_error& e) {
-        return std::make_exception_ptr(e);
-    } catch (...) {
-        return error;
-    }
-}
-
-} // namespace
-
+// The process's own failure, the same exception object its task throws: a child that rethrows
+// it gets a report of its own that links to the process's (passed up from).
 std::exception_ptr process_state::ended_error(const line_waiter& w) const {
-    if (outcome_)
-        return copy_failure(outcome_);
+    if (outcome_.how() == body_outcome::ending::threw)
+        return outcome_.error();
+    if (outcome_.how() == body_outcome::ending::stopped)
+        return std::make_exception_ptr(
+            boost::system::system_error(asio::error::operation_aborted, outcome_.why()));
     return std::make_exception_ptr(
         timeout_error(fmt::format("warden: process {} (pid {}) exited with code 0 before printing "
                                   "a line matching `{}`",

@@ -368,7 +368,7 @@ void process_state::finish() {
         w->complete(error, {});
 }
 
-std::exception_ptr process_state::make_outcome(const std::string& crash) {
+body_outcome process_state::make_outcome(const std::string& crash) {
     std::vector<std::string> tail;
     bool cancelled;
     std::optional<int> status;
@@ -393,44 +393,42 @@ std::exception_ptr process_state::make_outcome(const std::string& crash) {
     // exit non-zero or die by the signal, and that is obedience, not failure.
     if (cancelled && sanitizer.empty()) {
         const auto grace = core_->options().cancel_grace.count();
-        return std::make_exception_ptr(boost::system::system_error(
-            asio::error::operation_aborted,
+        return body_outcome::stopped(
             fmt::format("warden: process {} (pid {}) was cancelled{}", name(), pid_,
                         killed_ ? fmt::format(" and killed by SIGKILL after the {} ms grace", grace)
-                                : std::string())));
+                                : std::string()));
     }
     if (!status)
-        return std::make_exception_ptr(std::system_error(
+        return body_outcome::threw(std::make_exception_ptr(std::system_error(
             reap_errno, std::system_category(),
             fmt::format("warden: process {} (pid {}) ended but its exit status is lost (reaped "
                         "elsewhere: is SIGCHLD ignored?)",
-                        name(), pid_)));
+                        name(), pid_))));
     const int s = *status;
     if (WIFEXITED(s)) {
         const int code = WEXITSTATUS(s);
         if (code == 0 && sanitizer.empty())
-            return nullptr;
+            return body_outcome::returned();
         if (record_->kind() == child_kind::forked && code != 0)
-            return forked_exit_outcome(argv_, pid_, code, report_bytes_, report_total_,
-                                       std::move(tail), std::move(sanitizer), left_running_);
-        return std::make_exception_ptr(
-            process_error(argv_, pid_, code, std::move(tail), std::move(sanitizer), left_running_));
+            return body_outcome::threw(forked_exit_outcome(argv_, pid_, code, report_bytes_,
+                                                           report_total_, std::move(tail),
+                                                           std::move(sanitizer), left_running_));
+        return body_outcome::threw(std::make_exception_ptr(process_error(
+            argv_, pid_, code, std::move(tail), std::move(sanitizer), left_running_)));
     }
     if (WIFSIGNALED(s))
-        return std::make_exception_ptr(
+        return body_outcome::threw(std::make_exception_ptr(
             process_crashed(argv_, pid_, WTERMSIG(s), WCOREDUMP(s) != 0, std::move(tail),
                             std::make_shared<crash_text>(crash_dump_frames(crash)),
-                            std::move(sanitizer), left_running_));
-    return std::make_exception_ptr(
-        process_error(argv_, pid_, -1, std::move(tail), std::move(sanitizer), left_running_));
+                            std::move(sanitizer), left_running_)));
+    return body_outcome::threw(std::make_exception_ptr(
+        process_error(argv_, pid_, -1, std::move(tail), std::move(sanitizer), left_running_)));
 }
 
 void end_failed_spawn(supervisor_core& core, child_record& record) {
-    // Marked cancelled first, so the supervisor counts it as cancelled, not failed: the
-    // caller gets the spawn_error itself.
-    record.cancel_requested_.store(true, std::memory_order_release);
-    core.child_finished(record, std::make_exception_ptr(boost::system::system_error(
-                                    asio::error::operation_aborted, "warden: spawn failed")));
+    // Stopped, so the supervisor counts it as cancelled, not failed: the caller gets the
+    // spawn_error itself.
+    core.child_finished(record, body_outcome::stopped("warden: spawn failed"));
 }
 
 process& adopt(const std::shared_ptr<supervisor_core>& core,

@@ -25,6 +25,7 @@
 #include <warden/errors.hpp>
 #include <warden/options.hpp>
 
+#include "body_outcome.hpp"
 #include "line_matcher.hpp"
 #include "sanitizer_report.hpp"
 
@@ -169,7 +170,7 @@ class process_state : public std::enable_shared_from_this<process_state> {
     void arm_kill_timer();
     void maybe_finish();
     void finish();
-    std::exception_ptr make_outcome(const std::string& crash);
+    body_outcome make_outcome(const std::string& crash);
     std::exception_ptr ended_error(const line_waiter& w) const; // caller holds mutex_
     void signal_group_locked(int sig) const;
     std::vector<std::string> tail_locked() const;
@@ -209,7 +210,7 @@ class process_state : public std::enable_shared_from_this<process_state> {
     std::optional<int> status_;
     int reap_errno_ = 0;
     bool finished_ = false;
-    std::exception_ptr outcome_; // null: exited 0
+    body_outcome outcome_ = body_outcome::returned();
 };
 
 // What spawn_process hands to posix_spawn, once the options have been checked.

@@ -11,39 +11,6 @@
 
 namespace warden::detail {
 
-// A report that is written when someone first reads it. Writing one costs microseconds
-// (what(), the type's name) to milliseconds (symbols; the first symbolisation of a process
-// loads the debug information, ~100 ms): a waiter throws the child's exception at once, and
-// the text is made by the first reader (report_for, the log) on the reader's thread.
-class pending_report {
-  public:
-    pending_report(std::exception_ptr error, unique_function<failure_report()> write)
-        : error_(std::move(error))
-        , write_(std::move(write)) {}
-    pending_report(const pending_report&) = delete;
-    pending_report& operator=(const pending_report&) = delete;
-
-    const std::exception_ptr& error() const noexcept { return error_; }
-    // Writes the report on the first call; then the same report. Throws what writing throws
-    // (out of memory); the next call tries again.
-    std::shared_ptr<const failure_report> get();
-
-  private:
-    std::exception_ptr error_;
-    // Called without a lock, perhaps by two readers at once (the first to finish is kept):
-    // a reader that held a lock while symbolising would wait for the symbolising thread,
-    // which may itself be writing this report for the log and wait for that lock.
-    unique_function<failure_report()> write_; // never reassigned: calls may overlap
-    std::mutex mutex_;
-    std::shared_ptr<const failure_report> report_;
-};
-
-// Makes a report findable by report_for(error); `write` runs when it is first read.
-std::shared_ptr<pending_report> register_report(std::exception_ptr error,
-                                                unique_function<failure_report()> write);
-// The newest report registered for this exception object, unwritten; or null.
-std::shared_ptr<pending_report> find_report(const std::exception_ptr& error) noexcept;
-
 // The running test's name (set_current_test), shared by every origin recorded in it; null
 // outside a test.
 std::shared_ptr<const std::string> current_test_shared();

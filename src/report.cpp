@@ -11,6 +11,7 @@
 #include <fmt/chrono.h>
 #include <fmt/format.h>
 
+#include "failure_record.hpp"
 #include "json.hpp"
 #include "lines.hpp"
 #include "registry.hpp"
@@ -130,46 +131,12 @@ void append_indented(std::string& out, std::string_view lines, std::string_view 
                   [&](std::string_view line) { out.append(indent).append(line).append(1, '\n'); });
 }
 
-// report_for() answers for exceptions whose owner may already be gone (a supervisor
-// declared inside the try block is destroyed before the catch handler runs), so reports
-// live here, not in the supervisor. Bounded: the oldest are dropped past this many.
-constexpr std::size_t registry_capacity = 1024;
-
-std::mutex registry_mutex;
-std::deque<std::shared_ptr<pending_report>> registry;
-
 std::mutex test_mutex;
 // Shared, not copied into every child's record: a test name is usually too long for the
 // string's inline buffer, and a heap copy per spawn is what a trivial child must not cost.
 std::shared_ptr<const std::string> test_name;
 
 } // namespace
-
-std::shared_ptr<const failure_report> pending_report::get() {
-    {
-        std::lock_guard lock(mutex_);
-        if (report_)
-            return report_;
-    }
-    auto written = std::make_shared<const failure_report>(write_());
-    std::lock_guard lock(mutex_);
-    if (!report_)
-        report_ = std::move(written);
-    return report_;
-}
-
-std::shared_ptr<pending_report> register_report(std::exception_ptr error,
-                                                unique_function<failure_report()> write) {
-    auto entry = std::make_shared<pending_report>(std::move(error), std::move(write));
-    std::shared_ptr<pending_report> dropped; // destroyed after the unlock: it holds user objects
-    std::lock_guard lock(registry_mutex);
-    registry.push_back(entry);
-    if (registry.size() > registry_capacity) {
-        dropped = std::move(registry.front());
-        registry.pop_front();
-    }
-    return entry;
-}
 
 } // namespace detail
 
@@ -255,29 +222,14 @@ const failure_report& failure_report::innermost() const noexcept {
     return *r;
 }
 
-namespace detail {
-
-std::shared_ptr<pending_report> find_report(const std::exception_ptr& error) noexcept {
-    if (!error)
-        return nullptr;
-    std::lock_guard lock(registry_mutex);
-    // Newest first: a failure is registered again, with its suppressed list, when thrown.
-    for (auto it = registry.rbegin(); it != registry.rend(); ++it)
-        if ((*it)->error() == error)
-            return *it;
-    return nullptr;
-}
-
-} // namespace detail
-
-// The pointer stays valid while the registry holds the entry: for the last 1024 failures.
+// The pointer stays valid while the failure is kept: for the last 1024 failures.
 const failure_report* report_for(const std::exception_ptr& error) noexcept {
-    auto entry = detail::find_report(error);
-    if (!entry)
+    auto failure = detail::find_failure(error);
+    if (!failure)
         return nullptr;
     try {
-        // The registry's entry keeps the report alive, as the contract for the pointer says.
-        return entry->get().get();
+        // The kept failure keeps its report alive, as the contract for the pointer says.
+        return detail::report_for_record(*failure).get();
     } catch (...) {
         return nullptr; // out of memory while writing it: no report rather than a crash
     }

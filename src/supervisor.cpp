@@ -59,6 +59,7 @@
 #include "child_executor.hpp"
 #include "core.hpp"
 #include "coroutine_child.hpp"
+#include "failure_record.hpp"
 #include "log.hpp"
 #include "process_state.hpp"
 #include "registry.hpp"
@@ -302,14 +303,25 @@ void supervisor_core::admit(const std::shared_ptr<child_record>& child, child_ki
     if (options_.capture == capture::stacktrace)
         child->spawn_stack_ = capture_stack(2); // admit() and supervisor::admit()
     child->owner_ = shared_from_this();
+    phase refused_by = phase::open;
     {
         auto lock = this->lock();
-        if (phase_ != phase::open)
-            throw supervisor_closed(
-                fmt::format("warden: supervisor {} {}; spawn at {}:{} refused", options_.name,
-                            phase_ == phase::cancelled ? "was cancelled" : "has failed",
-                            where.file_name(), where.line()));
-        table_.enter(child, std::move(name));
+        if (phase_ == phase::open)
+            table_.enter(child, std::move(name));
+        else
+            refused_by = phase_;
+    }
+    if (refused_by != phase::open) {
+        // A child of this supervisor that spawns after the supervisor closed, but before the
+        // closing cancel reached it: it is being cancelled, and is now, so that the refusal
+        // ends it as cancelled and not as a failure (test: "bad input: a spawn refused before
+        // the supervisor's cancel reached the spawning child is no failure").
+        if (parent != nullptr && parent->owner_.get() == this)
+            cancel_child(*parent);
+        throw supervisor_closed(
+            fmt::format("warden: supervisor {} {}; spawn at {}:{} refused", options_.name,
+                        refused_by == phase::cancelled ? "was cancelled" : "has failed",
+                        where.file_name(), where.line()));
     }
     if (log().should_log(spdlog::level::debug))
         log().debug("{}: {} ({}) started, spawned at {}:{}{}", options_.name, child->name_,
@@ -381,19 +393,47 @@ void supervisor_core::nest_in_running_child() {
         cancel();
 }
 
+namespace {
+
+// Rule 2's classification, the one place it is made.
+child_end classify(const child_record& child, const body_outcome& outcome) noexcept {
+    switch (outcome.how()) {
+    case body_outcome::ending::returned:
+        return child_end::succeeded;
+    case body_outcome::ending::stopped:
+        return child_end::cancelled;
+    case body_outcome::ending::threw:
+        break;
+    }
+    return child.cancel_requested() && is_cancellation(outcome.error()) ? child_end::cancelled
+                                                                        : child_end::failed;
+}
+
+// What the child's task throws: its own exception, or for a body warden stopped, the
+// operation_aborted that every cancelled wait in Asio throws.
+std::exception_ptr task_error(const child_record& child, body_outcome& outcome) {
+    if (outcome.how() != body_outcome::ending::stopped)
+        return outcome.error();
+    return std::make_exception_ptr(boost::system::system_error(
+        asio::error::operation_aborted,
+        outcome.why().empty() ? fmt::format("warden: child {} was cancelled", child.name_)
+                              : outcome.why()));
+}
+
+} // namespace
+
 // Rule 2. Every kind of child ends here, and these steps run in this order for each.
-void supervisor_core::child_finished(child_record& child, std::exception_ptr error,
+void supervisor_core::child_finished(child_record& child, body_outcome outcome,
                                      process_ending* ending) {
-    // Classified here and nowhere else: an exception that obeys a requested cancellation is
-    // not a failure.
-    const bool cancelled = child.cancel_requested();
-    const bool failed = error && !(cancelled && is_cancellation(error));
+    const child_end end = classify(child, outcome);
+    const bool failed = end == child_end::failed;
+    const std::exception_ptr error = task_error(child, outcome);
     // Asked once: the count of lines owed and the line itself must agree, or a level changed
     // in between would leave the destructor waiting for a line that never comes.
     const bool log_failure = failed && log().should_log(spdlog::level::err);
     const bool fail_fast = options_.policy == policy::fail_fast;
 
-    failure_opened failure;
+    std::shared_ptr<failure_record> failure;
     if (failed)
         failure = open_failure(child, error);
 
@@ -403,9 +443,9 @@ void supervisor_core::child_finished(child_record& child, std::exception_ptr err
     bool first = false;
     {
         auto lock = this->lock();
-        keep_alive = table_.leave(child, error, ending, made_room);
+        keep_alive = table_.leave(child, error, end, ending, made_room);
         if (failed)
-            first = record_failure_locked(failure.record);
+            first = record_failure_locked(failure);
         callbacks = mark_done_locked(child, error);
         if (log_failure)
             ledger_.owe_log_line();
@@ -419,31 +459,29 @@ void supervisor_core::child_finished(child_record& child, std::exception_ptr err
     if (first && fail_fast)
         cancel_siblings();
     if (log_failure)
-        log_in_background(std::move(failure.report), first);
+        log_in_background(std::move(failure), first);
     else if (!failed)
-        log_finished(child, error, cancelled);
+        log_finished(child, end);
 }
 
 // Nothing of the report's text is made here: the waiters and the siblings' cancellation come
 // first, and the text is written by its first reader (report_for, the log).
-supervisor_core::failure_opened supervisor_core::open_failure(const child_record& child,
+std::shared_ptr<failure_record> supervisor_core::open_failure(const child_record& child,
                                                               const std::exception_ptr& error) {
     auto record = std::make_shared<failure_record>();
     record->spawn_stack = child.spawn_stack_;
-    // The same exception object recorded before, by a nested supervisor or a sibling whose
-    // task this child awaited: this report links to it, so it names the child that threw.
-    record->passed_up_from = find_report(error);
+    // The same exception object failed another child before (a nested supervisor's, or a
+    // sibling whose task this child awaited): this report links to that one, so it names the
+    // child that threw.
+    record->passed_up_from = find_failure(error);
     auto& r = record->report;
     r.error = error;
     r.child = child.name_;
     r.kind = child.kind_;
     r.origin = origin_of(child);
     r.when = std::chrono::system_clock::now();
-    // Before any waiter wakes: the report a waiter registers as it throws (with the later
-    // failures' lines) is then the newer one, which report_for finds.
-    auto report =
-        register_report(error, [draft = report_draft{record, {}, {}}] { return finish(draft); });
-    return {std::move(record), std::move(report)};
+    remember_failure(record);
+    return record;
 }
 
 // Rule 3.
@@ -484,12 +522,13 @@ void supervisor_core::cancel_siblings() {
         cancel_child(*sibling);
 }
 
-void supervisor_core::log_finished(const child_record& child, const std::exception_ptr& error,
-                                   bool cancelled) const {
+void supervisor_core::log_finished(const child_record& child, child_end end) const {
     if (log().should_log(spdlog::level::debug))
         log().debug("{}: {} ({}) finished after {}: {}", options_.name, child.name_,
                     to_string(child.kind_), format_running_for(clock_type::now() - child.started_),
-                    error ? "cancelled" : (cancelled ? "done after cancel" : "done"));
+                    end == child_end::cancelled ? "cancelled"
+                    : child.cancel_requested()  ? "done after cancel"
+                                                : "done");
 }
 
 // Writing a failure's log line symbolises its stacks: milliseconds, and a hundred the first
@@ -497,10 +536,10 @@ void supervisor_core::log_finished(const child_record& child, const std::excepti
 // that may be the I/O thread, whose other children's completions (the cancelled siblings a
 // join waits for) would wait behind it. The supervisor's end waits for the lines it owes
 // (shutdown), so none is lost and none outlives it.
-void supervisor_core::log_in_background(std::shared_ptr<pending_report> report, bool first) {
-    run_on_symbolising_thread([core = shared_from_this(), report = std::move(report), first] {
+void supervisor_core::log_in_background(std::shared_ptr<failure_record> failure, bool first) {
+    run_on_symbolising_thread([core = shared_from_this(), failure = std::move(failure), first] {
         try {
-            const auto& r = report->get();
+            const auto r = kept_report(*failure);
             if (first)
                 log().error("{}", r->to_string());
             else
@@ -555,52 +594,6 @@ void supervisor_core::cancel() {
         cancel_child(*child);
 }
 
-namespace {
-
-// The exception's what() and type name, into the report.
-void write_what_and_type(failure_record& r) {
-    {
-        std::lock_guard lock(r.mutex);
-        if (r.described)
-            return;
-    }
-    auto d = describe_exception(r.report.error); // error: written before the record was shared
-    std::lock_guard lock(r.mutex);
-    if (r.described)
-        return;
-    r.report.what = std::move(d.what);
-    r.report.type = std::move(d.type);
-    r.described = true;
-}
-
-// The spawn stack and the throw stack, symbolised, into the report.
-void write_stacks(failure_record& r) {
-    if (!r.spawn_stack) // capture::location: neither stack
-        return;
-    {
-        std::lock_guard lock(r.mutex);
-        if (r.symbolised)
-            return;
-    }
-    auto text = detail::symbolise(*r.spawn_stack);
-    // The record holds the exception object, and with it the frames recorded at its throw
-    // (throw_site.hpp): looked up here, by the first reader, not on the way to the waiters.
-    auto thrown = throw_stack_text(r.report.error);
-    std::lock_guard lock(r.mutex);
-    if (r.symbolised)
-        return;
-    r.report.origin.stacktrace = std::move(text);
-    r.report.throw_stack = std::move(thrown);
-    r.symbolised = true;
-}
-
-failure_report copy_report(failure_record& r) {
-    std::lock_guard lock(r.mutex);
-    return r.report;
-}
-
-} // namespace
-
 origin supervisor_core::origin_of(const child_record& child) const {
     return {
         child.where_,  {}, child.test_ ? *child.test_ : std::string(), child.parent_, options_.name,
@@ -652,25 +645,6 @@ supervisor_core::draft_locked(const std::shared_ptr<failure_record>& r,
                                            format_running_for(now - child->started_)));
     }
     return d;
-}
-
-// Unlocked: what() and the type name cost microseconds per failure, symbols milliseconds.
-// The fields read here are written once, under call_once or before the record was published.
-failure_report supervisor_core::finish(const report_draft& draft) {
-    failure_record& r = *draft.record;
-    write_what_and_type(r);
-    write_stacks(r);
-    failure_report out = copy_report(r);
-    if (r.passed_up_from)
-        out.inner = r.passed_up_from->get();
-    for (const auto& later : draft.later) {
-        write_what_and_type(*later);
-        // One line each, even when what() has several (a process's output tail).
-        auto line = first_line(copy_report(*later));
-        out.suppressed.push_back(line.substr(0, line.find('\n')));
-    }
-    out.stragglers = draft.stragglers;
-    return out;
 }
 
 clock_type::time_point supervisor_core::failure_deadline_locked() const {
@@ -730,14 +704,15 @@ void supervisor_core::throw_failure(step s) {
     if (!s.group) {
         // The child's own exception, at once: its report (with the later failures and the
         // stragglers) is written when report_for first asks for it.
-        auto error = s.reports.front().record->report.error;
-        register_report(error, [draft = std::move(s.reports.front())] { return finish(draft); });
+        auto& draft = s.reports.front();
+        auto error = draft.record->report.error;
+        remember_thrown(draft.record, {std::move(draft.later), std::move(draft.stragglers)});
         std::rethrow_exception(error);
     }
     std::vector<failure_report> reports;
     reports.reserve(s.reports.size());
     for (auto& draft : s.reports)
-        reports.push_back(finish(std::move(draft)));
+        reports.push_back(write_report(*draft.record, draft.later, draft.stragglers));
     throw failure_group(std::move(reports));
 }
 
@@ -854,7 +829,7 @@ std::optional<failure_report> supervisor_core::first_failure() const {
             return std::nullopt;
         draft = draft_locked(ledger_.first(), false);
     }
-    return finish(std::move(*draft));
+    return write_report(*draft->record, draft->later, draft->stragglers);
 }
 
 std::vector<failure_report> supervisor_core::failures() const {
@@ -868,7 +843,7 @@ std::vector<failure_report> supervisor_core::failures() const {
     std::vector<failure_report> out;
     out.reserve(drafts.size());
     for (auto& d : drafts)
-        out.push_back(finish(std::move(d)));
+        out.push_back(write_report(*d.record, d.later, d.stragglers));
     return out;
 }
 
@@ -961,8 +936,9 @@ void supervisor_core::shutdown() noexcept {
                 unjoined = draft_locked(ledger_.first(), false);
         }
         if (unjoined)
-            log().error("{}: failure nobody joined:\n{}", options_.name,
-                        finish(std::move(*unjoined)).to_string());
+            log().error(
+                "{}: failure nobody joined:\n{}", options_.name,
+                write_report(*unjoined->record, unjoined->later, unjoined->stragglers).to_string());
     } catch (...) {
         // Logging failed (out of memory, a broken sink): waiting above still happened.
     }
@@ -1029,12 +1005,13 @@ void supervisor::start_coroutine(std::shared_ptr<detail::child_record> child,
 void supervisor::start_blocking(std::shared_ptr<detail::child_record> child,
                                 detail::unique_function<void(std::stop_token)> body) {
     asio::post(core_->pool().executor(), [child, body = std::move(body)]() mutable {
-        std::exception_ptr error;
         if (child->cancel_requested()) {
-            // Cancelled while queued: it never runs.
-            error = std::make_exception_ptr(boost::system::system_error(
-                asio::error::operation_aborted, "warden: cancelled before it started"));
-        } else {
+            child->owner_->child_finished(
+                *child, detail::body_outcome::stopped("warden: cancelled before it started"));
+            return;
+        }
+        std::exception_ptr error;
+        {
             detail::current_child_scope scope(child.get());
             // Relaxed: the dump only uses it to pick a thread to ask, and checks again after.
             child->running_on_.store(detail::this_thread_id(), std::memory_order_relaxed);
@@ -1045,7 +1022,7 @@ void supervisor::start_blocking(std::shared_ptr<detail::child_record> child,
             }
             child->running_on_.store(0, std::memory_order_relaxed);
         }
-        child->owner_->child_finished(*child, std::move(error));
+        child->owner_->child_finished(*child, detail::body_outcome::threw(std::move(error)));
     });
 }
 

@@ -24,6 +24,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include "body_outcome.hpp"
 #include "json.hpp"
 #include "leak_check.hpp"
 

@@ -120,7 +120,8 @@ class site_table {
 
 site_table& sites() {
     // Never destroyed: exception objects are destroyed during exit too (those the report
-    // registry holds), after this file's static destructors would have run.
+    // kept failures hold: failure_record.cpp), after this file's static destructors would have
+    // run.
     static site_table* const table = new site_table;
     return *table;
 }

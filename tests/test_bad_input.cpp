@@ -11,6 +11,7 @@
 #include <mutex>
 #include <set>
 #include <stdexcept>
+#include <stop_token>
 #include <string>
 #include <thread>
 
@@ -365,6 +366,38 @@ TEST_CASE("bad input: a child that spawns while its supervisor is cancelled ends
     sup.cancel();
     CHECK_NOTHROW(sup.wait());
     CHECK(refused);
+    CHECK(sup.failures().empty());
+}
+
+TEST_CASE("bad input: a spawn refused before the supervisor's cancel reached the spawning child "
+          "is no failure") {
+    warden::supervisor sup;
+    std::latch closed(1);
+    std::latch spawn_tried(1);
+    // Runs inside sup.cancel(), after the supervisor is closed and before its children are
+    // cancelled: the cancel waits here until the child has tried to spawn.
+    std::stop_callback hold_the_cancel(sup.stop_token(), [&] {
+        closed.count_down();
+        spawn_tried.wait();
+    });
+    std::atomic<bool> refused{false};
+    std::atomic<bool> cancelled_when_refused{false};
+    sup.spawn([&](std::stop_token stop) {
+        closed.wait();
+        try {
+            sup.spawn([] {});
+        } catch (const warden::supervisor_closed&) {
+            refused = true;
+            cancelled_when_refused = stop.stop_requested();
+            spawn_tried.count_down();
+            throw;
+        }
+        spawn_tried.count_down();
+    });
+    sup.cancel();
+    CHECK_NOTHROW(sup.wait());
+    CHECK(refused);
+    CHECK(cancelled_when_refused);
     CHECK(sup.failures().empty());
 }
 

@@ -301,7 +301,8 @@ TEST_CASE("wait_for_line throws the process's own failure at once when it exits 
     }
 }
 
-TEST_CASE("the waiter's failure is a copy, so each child keeps its own report") {
+TEST_CASE("the waiter rethrows the process's failure: each child keeps its own report, the "
+          "waiter's passed up from the process's") {
     warden::supervisor sup({.policy = warden::policy::collect});
     auto& p = sup.spawn_process({.argv = {"sh", "-c", "exit 5"}, .name = "dies"});
     sup.spawn([&p]() -> asio::awaitable<void> { co_await p.wait_for_line("never", 60s); },
@@ -310,10 +311,17 @@ TEST_CASE("the waiter's failure is a copy, so each child keeps its own report") 
     const auto failures = sup.failures();
     REQUIRE(failures.size() == 2);
     CHECK(failures[0].child == "dies");
+    CHECK(failures[0].inner == nullptr);
     CHECK(failures[1].child == "waits");
-    CHECK(failures[0].error != failures[1].error);
-    REQUIRE(warden::report_for(failures[0].error) != nullptr);
-    CHECK(warden::report_for(failures[0].error)->child == "dies");
+    REQUIRE(failures[1].inner != nullptr);
+    CHECK(failures[1].inner->child == "dies");
+    // One exception object, as the process's task throws it; report_for gives the newest
+    // child it failed, with the chain down to the process.
+    CHECK(failures[0].error == failures[1].error);
+    const auto* report = warden::report_for(failures[0].error);
+    REQUIRE(report != nullptr);
+    CHECK(report->child == "waits");
+    CHECK(report->innermost().child == "dies");
 }
 
 TEST_CASE("wait_for_line times out with timeout_error carrying the output tail") {

@@ -24,10 +24,6 @@ class supervisor_core;
 struct stack_capture;
 struct blocked_wait;
 
-// True for the exception a child ends with when it obeys a cancellation: Asio's
-// operation_aborted, or std::errc::operation_canceled.
-bool is_cancellation(const std::exception_ptr& error) noexcept;
-
 // One child's shared state. Private to warden: src/ writes it, templates read it.
 //
 // Ownership: the supervisor's table holds a child from admission until its completion has

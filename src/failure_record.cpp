@@ -1,0 +1,156 @@
+#include "failure_record.hpp"
+
+#include <algorithm>
+#include <deque>
+
+#include "core.hpp"
+#include "registry.hpp"
+#include "stack.hpp"
+#include "throw_site.hpp"
+
+namespace warden::detail {
+
+namespace {
+
+// The exception's what() and type name, into the report.
+void write_what_and_type(failure_record& r) {
+    {
+        std::lock_guard lock(r.mutex);
+        if (r.described)
+            return;
+    }
+    auto d = describe_exception(r.report.error); // error: written before the record was shared
+    std::lock_guard lock(r.mutex);
+    if (r.described)
+        return;
+    r.report.what = std::move(d.what);
+    r.report.type = std::move(d.type);
+    r.described = true;
+}
+
+// The spawn stack and the throw stack, symbolised, into the report.
+void write_stacks(failure_record& r) {
+    if (!r.spawn_stack) // capture::location: neither stack
+        return;
+    {
+        std::lock_guard lock(r.mutex);
+        if (r.symbolised)
+            return;
+    }
+    auto text = symbolise(*r.spawn_stack);
+    auto thrown = throw_stack_text(r.report.error);
+    std::lock_guard lock(r.mutex);
+    if (r.symbolised)
+        return;
+    r.report.origin.stacktrace = std::move(text);
+    r.report.throw_stack = std::move(thrown);
+    r.symbolised = true;
+}
+
+failure_report copy_report(failure_record& r) {
+    std::lock_guard lock(r.mutex);
+    return r.report;
+}
+
+// Writes `which` of `r` once, without the lock while it writes; the first written is kept.
+template <class Write>
+std::shared_ptr<const failure_report>
+write_once(failure_record& r, std::shared_ptr<const failure_report> failure_record::*which,
+           Write write) {
+    {
+        std::lock_guard lock(r.mutex);
+        if (r.*which)
+            return r.*which;
+    }
+    auto written = std::make_shared<const failure_report>(write());
+    std::lock_guard lock(r.mutex);
+    if (!(r.*which))
+        r.*which = std::move(written);
+    return r.*which;
+}
+
+// report_for() answers for exceptions whose owner may already be gone (a supervisor declared
+// inside the try block is destroyed before the catch handler runs), so failures are kept
+// here, not in the supervisor. Bounded: the oldest are dropped past this many.
+constexpr std::size_t kept_failures = 1024;
+
+std::mutex failures_mutex;
+std::deque<std::shared_ptr<failure_record>> failures; // the newest last
+
+} // namespace
+
+failure_report write_report(failure_record& r,
+                            const std::vector<std::shared_ptr<failure_record>>& later,
+                            const std::vector<std::string>& stragglers) {
+    write_what_and_type(r);
+    write_stacks(r);
+    failure_report out = copy_report(r);
+    if (r.passed_up_from)
+        out.inner = report_for_record(*r.passed_up_from);
+    for (const auto& l : later) {
+        write_what_and_type(*l);
+        // One line each, even when what() has several (a process's output tail).
+        auto line = first_line(copy_report(*l));
+        out.suppressed.push_back(line.substr(0, line.find('\n')));
+    }
+    out.stragglers = stragglers;
+    return out;
+}
+
+std::shared_ptr<const failure_report> kept_report(failure_record& r) {
+    return write_once(r, &failure_record::written, [&] { return write_report(r); });
+}
+
+std::shared_ptr<const failure_report> report_for_record(failure_record& r) {
+    std::optional<failure_record::as_thrown> thrown;
+    {
+        std::lock_guard lock(r.mutex);
+        thrown = r.thrown;
+    }
+    if (!thrown)
+        return kept_report(r);
+    return write_once(r, &failure_record::written_as_thrown,
+                      [&] { return write_report(r, thrown->later, thrown->stragglers); });
+}
+
+namespace {
+
+void make_newest(const std::shared_ptr<failure_record>& r, bool may_be_kept) {
+    std::shared_ptr<failure_record> dropped; // destroyed after the unlock: it holds user objects
+    std::lock_guard lock(failures_mutex);
+    if (may_be_kept)
+        if (auto it = std::find(failures.rbegin(), failures.rend(), r); it != failures.rend())
+            failures.erase(std::next(it).base());
+    failures.push_back(r);
+    if (failures.size() > kept_failures) {
+        dropped = std::move(failures.front());
+        failures.pop_front();
+    }
+}
+
+} // namespace
+
+void remember_failure(const std::shared_ptr<failure_record>& r) {
+    make_newest(r, false);
+}
+
+void remember_thrown(const std::shared_ptr<failure_record>& r, failure_record::as_thrown thrown) {
+    {
+        std::lock_guard lock(r->mutex);
+        r->thrown = std::move(thrown);
+    }
+    // Remembered at its child's end already: it moves, it is not doubled.
+    make_newest(r, true);
+}
+
+std::shared_ptr<failure_record> find_failure(const std::exception_ptr& error) noexcept {
+    if (!error)
+        return nullptr;
+    std::lock_guard lock(failures_mutex);
+    for (auto it = failures.rbegin(); it != failures.rend(); ++it)
+        if ((*it)->report.error == error)
+            return *it;
+    return nullptr;
+}
+
+} // namespace warden::detail
