@@ -83,8 +83,8 @@ class child_executor {
             handler_gate gate(*child);
             // Written only when it changes: most handlers of a child run on one thread.
             if (const int tid = this_thread_id();
-                child->running_on_.load(std::memory_order_relaxed) != tid)
-                child->running_on_.store(tid, std::memory_order_relaxed);
+                child_access::running_on(*child).load(std::memory_order_relaxed) != tid)
+                child_access::running_on(*child).store(tid, std::memory_order_relaxed);
             std::move(f)();
         };
         if (inline_depth_guard::depth() < max_inline_depth)

@@ -52,13 +52,13 @@ class child_starter {
         if (!child_)
             return;
         void* self = published();
-        child_->await_anchor_.compare_exchange_strong(self, nullptr, std::memory_order_release,
-                                                      std::memory_order_relaxed);
+        child_access::await_anchor(*child_).compare_exchange_strong(
+            self, nullptr, std::memory_order_release, std::memory_order_relaxed);
     }
 
     // Called once, by co_spawn's entry coroutine, on the copy in its frame.
     asio::awaitable<void> operator()() {
-        child_->await_anchor_.store(published(), std::memory_order_release);
+        child_access::await_anchor(*child_).store(published(), std::memory_order_release);
         if constexpr (type_bit == 0)
             return std::move(body_);
         else
@@ -81,9 +81,9 @@ struct child_completion {
     void operator()(std::exception_ptr error) const {
         // co_spawn left its cancellation handler in the slot, holding the child's executor,
         // which holds the record that holds the slot: a cycle to break here.
-        child->cancel_signal_.slot().clear();
-        if (child->owner_) // the probe below has no supervisor
-            child->owner_->child_finished(*child, body_outcome::threw(std::move(error)));
+        child_access::cancel_signal(*child).slot().clear();
+        if (child->owner()) // the probe below has no supervisor
+            child->owner()->child_finished(*child, body_outcome::threw(std::move(error)));
     }
 };
 
@@ -92,9 +92,9 @@ struct child_completion {
 template <class Executor, class Body>
 void co_spawn_through(const Executor& executor, const std::shared_ptr<child_record>& child,
                       Body body) {
-    asio::co_spawn(
-        executor, child_starter<Body>(child, std::move(body)),
-        asio::bind_cancellation_slot(child->cancel_signal_.slot(), child_completion{child.get()}));
+    asio::co_spawn(executor, child_starter<Body>(child, std::move(body)),
+                   asio::bind_cancellation_slot(child_access::cancel_signal(*child).slot(),
+                                                child_completion{child.get()}));
 }
 
 #if WARDEN_KNOWS_ASIO_FRAMES
@@ -141,7 +141,8 @@ asio::awaitable<void> measure_from_inside(child_record* probe, std::ptrdiff_t* o
     };
     const auto entry = reinterpret_cast<std::uintptr_t>(self->*member_of(caller_tag{}));
     const auto starter =
-        reinterpret_cast<std::uintptr_t>(probe->await_anchor_.load()) & ~std::uintptr_t{1};
+        reinterpret_cast<std::uintptr_t>(child_access::await_anchor(*probe).load()) &
+        ~std::uintptr_t{1};
     if (entry != 0 && starter > entry)
         *offset = static_cast<std::ptrdiff_t>(starter - entry);
 }
@@ -193,16 +194,17 @@ entry_frame* entry_of(void* published, const entry_offsets& offsets) {
 
 template <class Body>
 void co_spawn_child(const std::shared_ptr<child_record>& child, Body body) {
-    auto executor = child->owner_->executor();
+    auto executor = child->owner()->executor();
     if (auto* io = executor.target<asio::io_context::executor_type>())
         co_spawn_through(child_executor(*io, child), child, std::move(body));
     else
         co_spawn_through(child_executor(executor, child), child, std::move(body));
     // Armed after co_spawn has connected the slot, so an early cancel is not lost. The
     // signal is emitted where the coroutine runs: a slot is not thread-safe.
-    child->owner_->arm_cancel(*child, [child] {
-        run_soon(child->owner_->executor(),
-                 [child] { child->cancel_signal_.emit(asio::cancellation_type::terminal); });
+    child->owner()->arm_cancel(*child, [child] {
+        run_soon(child->owner()->executor(), [child] {
+            child_access::cancel_signal(*child).emit(asio::cancellation_type::terminal);
+        });
     });
 }
 
@@ -219,7 +221,7 @@ await_chain read_await_chain(child_record& child, std::chrono::steady_clock::tim
 #else
     // Measured before the gate is closed: the child's handlers never wait for the probe.
     const entry_offsets& offsets = measured_entry_offsets();
-    auto& gate = child.handlers_running_;
+    auto& gate = child_access::handlers_running(child);
     for (;;) {
         std::uint32_t idle = 0;
         if (gate.compare_exchange_strong(idle, gate_closed_for_walk, std::memory_order_acquire,
@@ -227,7 +229,7 @@ await_chain read_await_chain(child_record& child, std::chrono::steady_clock::tim
             break;
         if (std::chrono::steady_clock::now() >= deadline) {
             chain.at = await_chain::state::running;
-            chain.thread = child.running_on_.load(std::memory_order_relaxed);
+            chain.thread = child_access::running_on(child).load(std::memory_order_relaxed);
             return chain;
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -236,7 +238,7 @@ await_chain read_await_chain(child_record& child, std::chrono::steady_clock::tim
     // freed until it opens, and the entry frame lives as long as the starter's address is
     // published.
     try {
-        if (void* published = child.await_anchor_.load(std::memory_order_acquire);
+        if (void* published = child_access::await_anchor(child).load(std::memory_order_acquire);
             published != nullptr) {
             entry_frame* entry = entry_of(published, offsets);
             chain.at =

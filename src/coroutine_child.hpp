@@ -30,6 +30,8 @@
 #include <warden/detail/child.hpp>
 #include <warden/detail/function.hpp>
 
+#include "child_access.hpp"
+
 namespace warden::detail {
 
 inline constexpr std::uint32_t gate_closed_for_walk = std::uint32_t{1} << 31;
@@ -41,7 +43,7 @@ inline constexpr std::uint32_t gate_closed_for_walk = std::uint32_t{1} << 31;
 class handler_gate {
   public:
     explicit handler_gate(child_record& child) noexcept
-        : gate_(child.handlers_running_) {
+        : gate_(child_access::handlers_running(child)) {
         while ((gate_.fetch_add(1, std::memory_order_acquire) & gate_closed_for_walk) != 0) {
             // A walk reads a few pointers: this waits microseconds, never for a dump's
             // symbolising or formatting.

@@ -195,10 +195,10 @@ launch_plan plan_launch(const process_options& options) {
 
 std::string origin_entry(const supervisor_core& core, const child_record& record) noexcept {
     try {
-        const origin o{record.where_,
+        const origin o{record.where(),
                        {},
-                       record.test_ ? *record.test_ : std::string(),
-                       record.parent_,
+                       record.test() ? *record.test() : std::string(),
+                       record.parent(),
                        core.options().name,
                        outer_origin()};
         return std::string(origin_variable) + "=" + origin_value(o);

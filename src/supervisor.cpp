@@ -56,6 +56,7 @@
 
 #include <fmt/format.h>
 
+#include "child_access.hpp"
 #include "child_executor.hpp"
 #include "core.hpp"
 #include "coroutine_child.hpp"
@@ -416,7 +417,7 @@ std::exception_ptr task_error(const child_record& child, body_outcome& outcome) 
         return outcome.error();
     return std::make_exception_ptr(boost::system::system_error(
         asio::error::operation_aborted,
-        outcome.why().empty() ? fmt::format("warden: child {} was cancelled", child.name_)
+        outcome.why().empty() ? fmt::format("warden: child {} was cancelled", child.name())
                               : outcome.why()));
 }
 
@@ -1006,7 +1007,7 @@ void supervisor::start_blocking(std::shared_ptr<detail::child_record> child,
                                 detail::unique_function<void(std::stop_token)> body) {
     asio::post(core_->pool().executor(), [child, body = std::move(body)]() mutable {
         if (child->cancel_requested()) {
-            child->owner_->child_finished(
+            child->owner()->child_finished(
                 *child, detail::body_outcome::stopped("warden: cancelled before it started"));
             return;
         }
@@ -1014,15 +1015,16 @@ void supervisor::start_blocking(std::shared_ptr<detail::child_record> child,
         {
             detail::current_child_scope scope(child.get());
             // Relaxed: the dump only uses it to pick a thread to ask, and checks again after.
-            child->running_on_.store(detail::this_thread_id(), std::memory_order_relaxed);
+            detail::child_access::running_on(*child).store(detail::this_thread_id(),
+                                                           std::memory_order_relaxed);
             try {
-                body(child->stop_.get_token());
+                body(detail::child_access::stop_token(*child));
             } catch (...) {
                 error = std::current_exception();
             }
-            child->running_on_.store(0, std::memory_order_relaxed);
+            detail::child_access::running_on(*child).store(0, std::memory_order_relaxed);
         }
-        child->owner_->child_finished(*child, detail::body_outcome::threw(std::move(error)));
+        child->owner()->child_finished(*child, detail::body_outcome::threw(std::move(error)));
     });
 }
 

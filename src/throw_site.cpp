@@ -165,7 +165,7 @@ bool every_throw_recorded = false;
 destructor record_throw(void* object, destructor destroy) noexcept {
     // A child records its throws when it recorded its spawn: capture::stacktrace.
     const child_record* child = current_child();
-    if (recording || !(every_throw_recorded || (child != nullptr && child->spawn_stack_)))
+    if (recording || !(every_throw_recorded || (child != nullptr && child->spawn_stack())))
         return destroy;
     recording = true;
     destructor replaced = destroy;

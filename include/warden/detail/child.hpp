@@ -21,10 +21,15 @@
 namespace warden::detail {
 
 class supervisor_core;
+class child_table;
+class live_list;
+struct child_access;
 struct stack_capture;
 struct blocked_wait;
 
-// One child's shared state. Private to warden: src/ writes it, templates read it.
+// One child's shared state. Private to warden: templates see its identity and how it ended;
+// only src/ changes it (the supervisor, its table, and through child_access, the code that
+// runs the body).
 //
 // Ownership: the supervisor's table holds a child from admission until its completion has
 // been recorded; the running body (coroutine frame, pool job, process waiter) and every
@@ -40,8 +45,22 @@ class child_record {
     child_record& operator=(const child_record&) = delete;
     virtual ~child_record();
 
+    // Written once at admission, before any other thread sees the record.
+    std::uint64_t id() const noexcept { return id_; }
     const std::string& name() const noexcept { return name_; }
     child_kind kind() const noexcept { return kind_; }
+    const std::source_location& where() const noexcept { return where_; }
+    // Null outside a test.
+    const std::shared_ptr<const std::string>& test() const noexcept { return test_; }
+    // The child that spawned this one, if a child did.
+    const std::string& parent() const noexcept { return parent_; }
+    // Null under capture::location.
+    const std::shared_ptr<const stack_capture>& spawn_stack() const noexcept {
+        return spawn_stack_;
+    }
+    std::chrono::steady_clock::time_point started() const noexcept { return started_; }
+    supervisor_core* owner() const noexcept { return owner_.get(); }
+
     // Acquire pairs with the release store in child_finished(): a reader that sees done also sees
     // error_ and the value.
     bool done() const noexcept { return done_.load(std::memory_order_acquire); }
@@ -60,13 +79,24 @@ class child_record {
         return cancel_requested_.load(std::memory_order_acquire);
     }
 
-    // Written once at admission, before any other thread sees the record.
+    // Gives the child its stop_source: only thread children whose body takes a
+    // std::stop_token get one. Out of line: inlined into an optimised caller, g++ 12 warns
+    // that the new stop_source may be used uninitialised (a false -Wmaybe-uninitialized in
+    // users' builds with -Werror).
+    void make_stoppable();
+
+  private:
+    friend class supervisor_core; // admission, cancellation, the end
+    friend class child_table;     // identity
+    friend class live_list;       // the table's links
+    friend struct child_access;   // the code that runs the body (src/child_access.hpp)
+
     std::uint64_t id_ = 0;
     std::string name_;
     // The origin, but for what every child of a supervisor shares (its name) and what a
     // report adds (the symbolised stack): filled in by supervisor_core::origin_of().
     std::source_location where_;
-    std::shared_ptr<const std::string> test_; // null outside a test
+    std::shared_ptr<const std::string> test_;
     std::string parent_;
     std::shared_ptr<const stack_capture> spawn_stack_;
     std::chrono::steady_clock::time_point started_;
@@ -90,12 +120,7 @@ class child_record {
     // (src/coroutine_child.hpp).
     std::atomic<void*> await_anchor_{nullptr};
 
-    // Only thread children whose body takes a std::stop_token get a stop_source.
     std::stop_source stop_{std::nostopstate};
-    // Gives the child its stop_source. Out of line: inlined into an optimised caller, g++ 12
-    // warns that the new stop_source may be used uninitialised (a false -Wmaybe-uninitialized
-    // in users' builds with -Werror).
-    void make_stoppable();
     unique_function<void()> cancel_action_; // guarded by mutex_
     // A coroutine child's cancellation slot is bound to this signal; emitted on the
     // supervisor's executor by its cancel action.
@@ -109,7 +134,7 @@ class child_record {
     // the child cancels them, so an outer failure reaches every leaf. Guarded by mutex_.
     std::unique_ptr<std::vector<std::weak_ptr<supervisor_core>>> nested_;
 
-    // Links of the supervisor's table of running children (live_list in src/core.hpp),
+    // Links of the supervisor's table of running children (live_list in src/child_table.hpp),
     // guarded by the supervisor's mutex. `table_ref_` is the table's own reference.
     std::shared_ptr<child_record> table_ref_;
     child_record* table_prev_ = nullptr;
