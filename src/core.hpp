@@ -112,7 +112,7 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
 
     void cancel();
     void notify();
-    std::stop_token stop_token() const { return stop_.get_token(); }
+    std::stop_token stop_token() const { return stop_.token(); }
 
     // Blocking waits. `pred` may be empty.
     void wait(std::chrono::steady_clock::time_point deadline,
@@ -224,7 +224,7 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
     waiters waiters_;
     std::vector<std::unique_ptr<process>> processes_;
     std::vector<std::shared_ptr<process_state>> process_states_;
-    std::stop_source stop_;
+    supervisor_stop stop_;
 
   public:
     // The entry of this core in the process-wide list that dump_all() reads (dump.cpp);

@@ -701,7 +701,7 @@ void supervisor_core::throw_failure(step s) {
     // A waiter may wake (on its own deadline) between the failure being recorded and the
     // failing thread's stop request: the throw must not come before the stop.
     if (options_.policy == policy::fail_fast)
-        stop_.request_stop();
+        stop_.request();
     if (!s.group) {
         // The child's own exception, at once: its report (with the later failures and the
         // stragglers) is written when report_for first asks for it.

@@ -2,16 +2,47 @@
 
 // How the supervisor's waits learn that it changed. Private to src/.
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
 #include <stop_token>
+#include <thread>
 #include <vector>
 
 #include <warden/detail/function.hpp>
 
 namespace warden::detail {
+
+// The supervisor's stop source. A request is over only once the stop callbacks have run: a
+// waiter that throws the first failure finds every callback done, even when another thread's
+// request is still running them (rule 3 in supervisor.cpp).
+class supervisor_stop {
+  public:
+    std::stop_token token() const noexcept { return source_.get_token(); }
+
+    void request() {
+        if (!claimed_.exchange(true, std::memory_order_acq_rel)) {
+            requester_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+            source_.request_stop();
+            done_.store(true, std::memory_order_release);
+            done_.notify_all();
+            return;
+        }
+        // A stop callback that requests again runs on the requesting thread: it must not wait
+        // for itself.
+        if (requester_.load(std::memory_order_relaxed) == std::this_thread::get_id())
+            return;
+        done_.wait(false, std::memory_order_acquire);
+    }
+
+  private:
+    std::stop_source source_;
+    std::atomic<bool> claimed_{false};
+    std::atomic<std::thread::id> requester_{};
+    std::atomic<bool> done_{false};
+};
 
 // Two kinds of change. Any change (a child ended, notify()) may make wait_until's predicate
 // true. A settling change (every child done, a failure, a cancel) is the only kind join and
@@ -33,7 +64,7 @@ class waiters {
     // stop_token().stop_requested() true); unlocked, since request_stop() runs the stop
     // callbacks of every token, users' included.
     void notify_and_unlock(std::unique_lock<std::mutex>& lock, bool settling,
-                           std::stop_source* stop_first) {
+                           supervisor_stop* stop_first) {
         ++changes_;
         std::vector<unique_function<void()>> callbacks;
         if (settling) {
@@ -42,7 +73,7 @@ class waiters {
         }
         lock.unlock();
         if (stop_first != nullptr)
-            stop_first->request_stop();
+            stop_first->request();
         any_.notify_all();
         if (settling)
             settled_.notify_all();

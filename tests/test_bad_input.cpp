@@ -502,6 +502,22 @@ TEST_CASE("bad input: the stop token is requested before a wait throws the first
     CHECK(callback_ran);
 }
 
+TEST_CASE("bad input: a wait that starts while the stop callbacks run throws only after they end") {
+    warden::supervisor sup;
+    std::latch in_callback(1);
+    std::atomic<bool> callback_done{false};
+    std::stop_callback on_stop(sup.stop_token(), [&] {
+        in_callback.count_down();
+        // Not synchronisation: room for a wait that is not held back to throw meanwhile.
+        std::this_thread::sleep_for(100ms);
+        callback_done = true;
+    });
+    sup.spawn([] { throw std::runtime_error("x"); });
+    in_callback.wait(); // the failing child's thread is in the callback now
+    CHECK_THROWS_AS(sup.wait_for(10s), std::runtime_error);
+    CHECK(callback_done);
+}
+
 TEST_CASE("bad input: every duration saturates to the clock's range") {
     using clock_duration = std::chrono::steady_clock::duration;
     using warden::detail::saturate;

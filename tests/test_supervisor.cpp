@@ -1,3 +1,4 @@
+#include <warden/process.hpp>
 #include <warden/supervisor.hpp>
 
 #include <atomic>
@@ -617,20 +618,26 @@ TEST_CASE("blocking waits on the thread that runs the supervisor's io_context ar
     asio::io_context io;
     warden::supervisor sup{io.get_executor()};
     auto coroutine = sup.spawn([]() -> asio::awaitable<int> { co_return 1; });
+    auto& process = sup.spawn_process({.argv = {"sh", "-c", "echo ready"}});
+    // A strand of the same io_context: its handlers run on that thread too.
+    asio::strand<asio::io_context::executor_type> strand(io.get_executor());
+    warden::supervisor on_strand{strand};
     int refused = 0;
+    auto refuses = [&](auto&& call) {
+        try {
+            call();
+        } catch (const std::logic_error& e) {
+            refused += std::string(e.what()).find("use co_await") != std::string::npos;
+        }
+    };
     asio::post(io, [&] {
-        auto refuses = [&](auto&& call) {
-            try {
-                call();
-            } catch (const std::logic_error& e) {
-                refused += std::string(e.what()).find("use co_await") != std::string::npos;
-            }
-        };
         refuses([&] { sup.wait(); });
         refuses([&] { sup.wait_for(1s); });
         refuses([&] { sup.wait_until([] { return false; }, 1s); });
         refuses([&] { coroutine.get(); });
+        refuses([&] { process.wait_for_line_blocking("ready", 1s); });
     });
+    asio::post(strand, [&] { refuses([&] { on_strand.wait(); }); });
     // The same from inside a coroutine of another supervisor on that io_context.
     warden::supervisor other{io.get_executor()};
     other.spawn([&]() -> asio::awaitable<void> {
@@ -642,7 +649,7 @@ TEST_CASE("blocking waits on the thread that runs the supervisor's io_context ar
         co_return;
     });
     io.run();
-    CHECK(refused == 5);
+    CHECK(refused == 7);
     CHECK(coroutine.get() == 1);
 }
 
