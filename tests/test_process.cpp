@@ -772,7 +772,7 @@ TEST_CASE("spawn_error: a script whose interpreter is missing fails at spawn") {
     CHECK(contains(e.what(), "could not be executed"));
 }
 
-TEST_CASE("children get their stdout and stderr when the parent has closed any of fds 0-2") {
+TEST_CASE("children get their stdin, stdout and stderr when the parent has closed any of fds 0-2") {
     // The program closes its own descriptors: this binary keeps its standard streams.
     for (const std::string closed : {"0", "1", "2", "01", "12", "012"}) {
         CAPTURE(closed);

@@ -160,3 +160,35 @@ TEST_CASE("bad input: task::get in a thread child on a full pool ends when cance
     CHECK(get_ended_by_cancel);
     CHECK(sup.failures().empty());
 }
+
+TEST_CASE("bad input: task::get in a thread child on a full pool ends on a sibling's failure and "
+          "on the supervisor's destruction") {
+    for (const bool by_failure : {true, false}) {
+        CAPTURE(by_failure);
+        std::atomic<bool> get_ended_by_cancel{false};
+        {
+            warden::supervisor sup{{.threads = 1}};
+            std::latch waiting(1);
+            sup.spawn([&] {
+                auto queued = sup.spawn([] { return 1; });
+                waiting.count_down();
+                try {
+                    queued.get();
+                } catch (const boost::system::system_error& e) {
+                    get_ended_by_cancel = e.code() == asio::error::operation_aborted;
+                    throw;
+                }
+            });
+            waiting.wait();
+            if (by_failure) {
+                // A coroutine: it runs on the I/O thread, not behind the waiter on the pool.
+                sup.spawn([]() -> asio::awaitable<void> {
+                    throw std::runtime_error("sibling");
+                    co_return;
+                });
+                CHECK_THROWS_AS(sup.wait(), std::runtime_error);
+            }
+        }
+        CHECK(get_ended_by_cancel);
+    }
+}

@@ -1,7 +1,8 @@
 // Closes the standard descriptors named in argv[1] ("0", "12", "012", ...), then runs a forked
-// child and a subprocess that each print a line, and exits with a bit set for each child whose
-// line is missing from its output tail (1: forked, 2: subprocess, 4: an exception). With its
-// own stdout possibly closed, the exit status is all it can say. test_process.cpp runs it.
+// child and a subprocess that each read their stdin to its end (/dev/null: at once) and print
+// lines, and exits with a bit set for each child whose lines are missing from its output tail
+// (1: forked, 2: subprocess, 4: an exception). With its own stdout possibly closed, the exit
+// status is all it can say. test_process.cpp runs it.
 
 #include <warden/process.hpp>
 #include <warden/supervisor.hpp>
@@ -30,18 +31,24 @@ int main(int argc, char** argv) {
     try {
         warden::supervisor sup;
         auto& forked = sup.spawn_forked([] {
+            char byte;
+            if (::read(STDIN_FILENO, &byte, 1) == 0)
+                std::printf("forked stdin at its end\n");
             std::printf("forked stdout\n");
             std::fprintf(stderr, "forked stderr\n");
         });
         auto& process = sup.spawn_process({.argv = {"sh", "-c",
+                                                    "cat && echo process stdin at its end; "
                                                     "echo process stdout; "
                                                     "echo process stderr >&2"}});
         sup.wait();
         const auto forked_tail = forked.output_tail();
         const auto process_tail = process.output_tail();
-        if (!has(forked_tail, "forked stdout") || !has(forked_tail, "forked stderr"))
+        if (!has(forked_tail, "forked stdin at its end") || !has(forked_tail, "forked stdout") ||
+            !has(forked_tail, "forked stderr"))
             missing |= 1;
-        if (!has(process_tail, "process stdout") || !has(process_tail, "process stderr"))
+        if (!has(process_tail, "process stdin at its end") ||
+            !has(process_tail, "process stdout") || !has(process_tail, "process stderr"))
             missing |= 2;
     } catch (...) {
         missing |= 4;
