@@ -654,18 +654,22 @@ TEST_CASE("blocking waits on the thread that runs the supervisor's io_context ar
 }
 
 TEST_CASE("ten thousand nested coroutine spawns do not overflow the stack") {
-    warden::supervisor sup{{.capture = warden::capture::location}};
-    constexpr int depth = 10000;
-    std::atomic<int> deepest{0};
-    std::function<asio::awaitable<void>(int)> level = [&](int n) -> asio::awaitable<void> {
-        deepest = std::max(deepest.load(), n);
-        if (n < depth)
-            sup.spawn(level(n + 1));
-        co_return;
-    };
-    sup.spawn(level(1));
-    sup.wait();
-    CHECK(deepest.load() == depth);
+    // The default capture too: each spawn then walks the (deep) stack it is made on.
+    for (const auto capture : {warden::capture::location, warden::capture::stacktrace}) {
+        CAPTURE(static_cast<int>(capture));
+        warden::supervisor sup{{.capture = capture}};
+        constexpr int depth = 10000;
+        std::atomic<int> deepest{0};
+        std::function<asio::awaitable<void>(int)> level = [&](int n) -> asio::awaitable<void> {
+            deepest = std::max(deepest.load(), n);
+            if (n < depth)
+                sup.spawn(level(n + 1));
+            co_return;
+        };
+        sup.spawn(level(1));
+        sup.wait();
+        CHECK(deepest.load() == depth);
+    }
 }
 
 TEST_CASE("co_await join cancelled by its parent cancels the children on io_context{1}") {
