@@ -137,12 +137,14 @@ TEST_CASE("an empty task throws logic_error instead of dereferencing nothing") {
     CHECK(moved.get() == 1);
 }
 
-TEST_CASE("bad input: task::get in a thread child on a full pool ends when cancelled") {
-    // One pool thread: the waiting child holds it, and the child it waits for is queued
-    // behind it. Only the waiter's cancellation can end that.
-    warden::supervisor sup{{.threads = 1}};
+namespace {
+
+// One pool thread: the waiting child holds it, and the child it waits for is queued behind it.
+// Only the waiter's cancellation can end that. Returns once the waiter is in get();
+// `get_ended_by_cancel` tells how get() ended.
+void wait_for_a_child_queued_behind(warden::supervisor& sup,
+                                    std::atomic<bool>& get_ended_by_cancel) {
     std::latch waiting(1);
-    std::atomic<bool> get_ended_by_cancel{false};
     sup.spawn([&] {
         auto queued = sup.spawn([] { return 1; });
         waiting.count_down();
@@ -154,6 +156,14 @@ TEST_CASE("bad input: task::get in a thread child on a full pool ends when cance
         }
     });
     waiting.wait();
+}
+
+} // namespace
+
+TEST_CASE("bad input: task::get in a thread child on a full pool ends when cancelled") {
+    warden::supervisor sup{{.threads = 1}};
+    std::atomic<bool> get_ended_by_cancel{false};
+    wait_for_a_child_queued_behind(sup, get_ended_by_cancel);
     CHECK_THROWS_AS(sup.wait_for(20ms), warden::join_timeout);
     sup.cancel();
     CHECK_NOTHROW(sup.wait());
@@ -168,18 +178,7 @@ TEST_CASE("bad input: task::get in a thread child on a full pool ends on a sibli
         std::atomic<bool> get_ended_by_cancel{false};
         {
             warden::supervisor sup{{.threads = 1}};
-            std::latch waiting(1);
-            sup.spawn([&] {
-                auto queued = sup.spawn([] { return 1; });
-                waiting.count_down();
-                try {
-                    queued.get();
-                } catch (const boost::system::system_error& e) {
-                    get_ended_by_cancel = e.code() == asio::error::operation_aborted;
-                    throw;
-                }
-            });
-            waiting.wait();
+            wait_for_a_child_queued_behind(sup, get_ended_by_cancel);
             if (by_failure) {
                 // A coroutine: it runs on the I/O thread, not behind the waiter on the pool.
                 sup.spawn([]() -> asio::awaitable<void> {
