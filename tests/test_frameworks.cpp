@@ -256,6 +256,20 @@ TEST_CASE_TEMPLATE("the leak check fails a test that left a thread running under
                                  printed_id(r.output, "stray tid") + " \"stray worker\""));
 }
 
+TEST_CASE_TEMPLATE("leak policy off reports neither a process nor a thread left running", F,
+                   WARDEN_TEST_PROGRAMS) {
+    report_dir dir;
+    auto r = run<F>("LeavesAProcessAndAThreadRunningUnderLeakPolicyOff",
+                    "WARDEN_REPORT_DIR=" + dir.path.string());
+    INFO(r.output);
+    CHECK(r.exit_code == 0);
+    // Both were left running: the check was off, not blind.
+    CHECK(printed_id(r.output, "stray pid") != "(not printed)");
+    CHECK(printed_id(r.output, "stray tid") != "(not printed)");
+    CHECK_FALSE(contains(r.output, "left a"));
+    CHECK(dir.files().empty());
+}
+
 TEST_CASE_TEMPLATE("threads from before the test and warden's and libraries' own are no leak", F,
                    WARDEN_TEST_PROGRAMS) {
     auto r = run<F>("StartsOnlyThreadsThatAreNoLeak");
@@ -283,6 +297,19 @@ TEST_CASE_TEMPLATE("a failing test writes one JSON report file where the environ
         CHECK(contains(files[0], "\"child\":\"installer\",\"kind\":\"thread\""));
         CHECK(contains(files[0], "\"line\":" + std::to_string(line_of("SPAWN_A"))));
     }
+}
+
+TEST_CASE_TEMPLATE("WARDEN_REPORT_DIR wins over TEST_UNDECLARED_OUTPUTS_DIR when both are set", F,
+                   WARDEN_TEST_PROGRAMS) {
+    report_dir ours;
+    report_dir bazels;
+    auto r = run<F>("ChildFailsAfterTheBodyReturned",
+                    "WARDEN_REPORT_DIR=" + ours.path.string() +
+                        " TEST_UNDECLARED_OUTPUTS_DIR=" + bazels.path.string());
+    INFO(r.output);
+    CHECK(F::failed(r.exit_code));
+    CHECK(ours.files().size() == 1);
+    CHECK(bazels.files().empty());
 }
 
 TEST_CASE_TEMPLATE("a passing test writes no report file", F, WARDEN_TEST_PROGRAMS) {
