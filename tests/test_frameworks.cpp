@@ -319,3 +319,17 @@ TEST_CASE_TEMPLATE("a passing test writes no report file", F, WARDEN_TEST_PROGRA
     CHECK(r.exit_code == 0);
     CHECK(dir.files().empty());
 }
+
+TEST_CASE_TEMPLATE("the fixture installs the dump signal: SIGQUIT dumps where each child is and "
+                   "the test carries on",
+                   F, WARDEN_TEST_PROGRAMS) {
+    const std::string key = "DumpsWhereItsChildIsOnSigquit";
+    auto r = run<F>(key);
+    INFO(r.output);
+    CHECK(r.exit_code == 0);
+    CHECK(contains(r.output, "warden: dump of pid "));
+    CHECK(contains(r.output, "stuck until cancelled (thread) running for"));
+    CHECK(contains(r.output, "in test \"" + F::test_name(key) + "\""));
+    CHECK(contains(r.output, "warden: end of dump"));
+    CHECK(contains(r.output, "carried on after the dump"));
+}

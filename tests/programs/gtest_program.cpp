@@ -48,6 +48,9 @@ TEST_F(Scenarios, LeavesAProcessAndAThreadRunningUnderLeakPolicyOff) {
     scenario::leaves_a_process_running();
     scenario::leaves_a_thread_running();
 }
+TEST_F(Scenarios, DumpsWhereItsChildIsOnSigquit) {
+    scenario::dumps_where_its_child_is_on_sigquit(sup);
+}
 TEST_F(Scenarios, StartsOnlyThreadsThatAreNoLeak) {
     thread_leaks = warden::leak_policy::fail;
     scenario::starts_only_threads_that_are_no_leak(sup);
