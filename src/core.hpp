@@ -13,6 +13,7 @@
 #include <stop_token>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -178,7 +179,8 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
     std::vector<std::string>
     where_now(const std::vector<std::shared_ptr<child_record>>& children,
               const std::vector<std::shared_ptr<process_state>>& states) const;
-    // Under the lock: the process state of each child (null where it has none).
+    // Under the lock: the process state of each child (null where it has none, or where it
+    // ended or is not watched yet).
     std::vector<std::shared_ptr<process_state>>
     process_states_locked(const std::vector<std::shared_ptr<child_record>>& children) const;
     // What a dump needs, copied under the lock; the text is made after it.
@@ -223,7 +225,13 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
     failure_ledger ledger_;
     waiters waiters_;
     std::vector<std::unique_ptr<process>> processes_;
+    // Every process's state until shutdown(), which stops their line matchers: a regex
+    // wait_for_line may still be matching after its process ended.
     std::vector<std::shared_ptr<process_state>> process_states_;
+    // The states of the processes still in the table, by record: a dump looks up the children
+    // it lists here instead of scanning every process the supervisor ever started, since it
+    // does that under the lock. An entry goes when child_finished() takes its child out.
+    std::unordered_map<const child_record*, std::shared_ptr<process_state>> running_processes_;
     supervisor_stop stop_;
 
   public:

@@ -13,7 +13,6 @@
 #include <string_view>
 #include <system_error>
 #include <thread>
-#include <unordered_map>
 
 #include <fcntl.h>
 #include <linux/futex.h>
@@ -377,15 +376,13 @@ void delist(supervisor_core& core) noexcept {
 std::vector<std::shared_ptr<process_state>> supervisor_core::process_states_locked(
     const std::vector<std::shared_ptr<child_record>>& children) const {
     std::vector<std::shared_ptr<process_state>> out(children.size());
-    std::unordered_map<const child_record*, std::size_t> index;
+    if (running_processes_.empty())
+        return out;
     for (std::size_t i = 0; i < children.size(); ++i)
         if (children[i]->kind_ == child_kind::process || children[i]->kind_ == child_kind::forked)
-            index.emplace(children[i].get(), i);
-    if (index.empty())
-        return out;
-    for (const auto& state : process_states_)
-        if (auto it = index.find(state->record().get()); it != index.end())
-            out[it->second] = state;
+            if (auto it = running_processes_.find(children[i].get());
+                it != running_processes_.end())
+                out[i] = it->second;
     return out;
 }
 

@@ -440,11 +440,14 @@ void supervisor_core::child_finished(child_record& child, body_outcome outcome,
 
     child_table::evicted made_room; // destroyed after the unlock
     std::shared_ptr<child_record> keep_alive;
+    decltype(running_processes_)::node_type process_entry; // freed after the unlock
     std::unique_ptr<std::vector<unique_function<void()>>> callbacks;
     bool first = false;
     {
         auto lock = this->lock();
         keep_alive = table_.leave(child, error, end, ending, made_room);
+        if (child.kind_ == child_kind::process || child.kind_ == child_kind::forked)
+            process_entry = running_processes_.extract(&child);
         if (failed)
             first = record_failure_locked(failure);
         callbacks = mark_done_locked(child, error);
@@ -856,6 +859,15 @@ bool supervisor_core::failure_observed() const {
 process& supervisor_core::own_process(std::unique_ptr<process> p,
                                       std::shared_ptr<process_state> state) {
     auto lock = this->lock();
+    // A quick child may have finished before it was owned: a dump must not find it running.
+    if (state->record()->table_ref_) {
+        try {
+            running_processes_.emplace(state->record().get(), state);
+        } catch (const std::bad_alloc&) {
+            // The dump then shows it as "starting": better than a spawn that throws while its
+            // process runs on.
+        }
+    }
     process_states_.push_back(std::move(state));
     processes_.push_back(std::move(p));
     return *processes_.back();
@@ -946,13 +958,16 @@ void supervisor_core::shutdown() noexcept {
     // Every process has finished, but a regex wait_for_line may still be matching (a runaway
     // pattern): abandoned here, its verdicts are posted before the io_context stops.
     std::vector<std::shared_ptr<process_state>> states;
+    decltype(running_processes_) running; // each state holds this core: no cycle may outlive this
     {
         auto lock = this->lock();
         states.swap(process_states_);
+        running.swap(running_processes_);
     }
     for (const auto& state : states)
         state->stop_matching();
     states.clear();
+    running.clear();
     host_.stop();
     // Each process object holds its child record, which holds this core: released last, or
     // the core would keep itself alive (and every process state with it).

@@ -66,14 +66,12 @@ inline pid_t this_thread_id() {
     return static_cast<pid_t>(::syscall(SYS_gettid));
 }
 
-// Waits (at most 5 s) until thread `tid` of this process sleeps in the kernel, as a thread
-// blocked in a wait does; false if it never did. This is how a test knows that another thread
-// has entered a blocking call, with no sleep.
-inline bool thread_is_asleep(pid_t tid) {
+// Waits (at most 5 s) until the task whose /proc stat file is `stat_path` sleeps in the
+// kernel; false if it never did.
+inline bool is_asleep(const std::string& stat_path) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    const std::string path = "/proc/self/task/" + std::to_string(tid) + "/stat";
     while (std::chrono::steady_clock::now() < deadline) {
-        std::ifstream in(path);
+        std::ifstream in(stat_path);
         std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
         // "tid (comm) S ...": the state follows the last ')'.
         const auto close = stat.rfind(')');
@@ -82,6 +80,18 @@ inline bool thread_is_asleep(pid_t tid) {
         std::this_thread::yield();
     }
     return false;
+}
+
+// Waits (at most 5 s) until thread `tid` of this process sleeps in the kernel, as a thread
+// blocked in a wait does; false if it never did. This is how a test knows that another thread
+// has entered a blocking call, with no sleep.
+inline bool thread_is_asleep(pid_t tid) {
+    return is_asleep("/proc/self/task/" + std::to_string(tid) + "/stat");
+}
+
+// The same for process `pid`: a child that printed it is ready may not be blocked yet.
+inline bool process_is_asleep(pid_t pid) {
+    return is_asleep("/proc/" + std::to_string(pid) + "/stat");
 }
 
 inline std::size_t fd_count() {

@@ -5,11 +5,17 @@
 
 #include <atomic>
 #include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <future>
 #include <latch>
 #include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
+
+#include <pthread.h>
+#include <unistd.h>
 
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -47,6 +53,18 @@ asio::awaitable<void> halfway_down(std::latch& waiting) {
 asio::awaitable<int> top_of_the_chain(std::latch& waiting) {
     co_await halfway_down(waiting);
     co_return 1;
+}
+
+// Named, and not inlined: the forked child's frame while it blocks. It holds the pipe's write
+// end itself, so the read never sees an end.
+[[gnu::noinline]] void read_own_pipe_forever() {
+    int fds[2];
+    if (::pipe(fds) != 0)
+        return;
+    std::printf("ready\n");
+    std::fflush(stdout);
+    char byte;
+    [[maybe_unused]] const auto n = ::read(fds[0], &byte, 1);
 }
 
 // Resumes itself forever: its chain changes all the time while the dump reads it.
@@ -160,6 +178,71 @@ TEST_CASE("children(with_stacks) shows a running process's pid, state, descendan
     sup.wait();
 }
 
+TEST_CASE("children(with_stacks) shows the kernel state and wait of a process blocked in a read") {
+    warden::supervisor sup{{.name = "reader"}};
+    // The shell keeps its FIFO open for writing too, so its own read never sees an end; the
+    // FIFO's name is gone before it reads.
+    auto& p = sup.spawn_process(
+        {.argv = {"sh", "-c",
+                  "d=$(mktemp -d) && mkfifo \"$d/f\" && exec 3<>\"$d/f\" && rm -r \"$d\" && "
+                  "echo ready && read line <&3"},
+         .name = "reads a fifo"});
+    p.wait_for_line_blocking("ready", 30s);
+    REQUIRE(warden_test::process_is_asleep(p.pid()));
+    const auto live = sup.children(warden::with_stacks);
+    REQUIRE(live.size() == 1);
+    const std::string& now = live[0].now;
+    INFO(now);
+    CHECK(contains(now, "pid " + std::to_string(p.pid()) + ": S (sleeping), waiting in "));
+    // pipe_read, or anon_pipe_read on newer kernels.
+    CHECK(contains(now, "pipe_read"));
+    sup.cancel();
+    sup.wait();
+}
+
+TEST_CASE("children(with_stacks) shows a forked child's pid and kernel state where it blocks") {
+    warden::supervisor sup{{.name = "forked reader"}};
+    auto& p = sup.spawn_forked([] { read_own_pipe_forever(); }, {.name = "reads its own pipe"});
+    p.wait_for_line_blocking("ready", 30s);
+    REQUIRE(warden_test::process_is_asleep(p.pid()));
+    const auto live = sup.children(warden::with_stacks);
+    REQUIRE(live.size() == 1);
+    CHECK(live[0].kind == warden::child_kind::forked);
+    const std::string& now = live[0].now;
+    INFO(now);
+    CHECK(contains(now, "pid " + std::to_string(p.pid()) + ": S (sleeping), waiting in "));
+    CHECK(contains(now, "pipe_read"));
+    CHECK(contains(now, "last output:\n  ready"));
+    sup.cancel();
+    sup.wait();
+}
+
+TEST_CASE("the dump's finished children show an exit code, a kill by a signal and cancellations") {
+    warden::supervisor sup{{.name = "outcomes", .policy = warden::policy::collect}};
+    auto& exits = sup.spawn_process({.argv = {"sh", "-c", "exit 3"}, .name = "exits 3"});
+    CHECK_THROWS_AS(exits.as_task().get(), warden::process_error);
+    auto& killed = sup.spawn_process({.argv = {"sh", "-c", "kill -KILL $$"}, .name = "killed"});
+    CHECK_THROWS_AS(killed.as_task().get(), warden::process_crashed);
+    auto& terminated = sup.spawn_process({.argv = {"sleep", "1000"}, .name = "terminated"});
+    terminated.terminate();
+    CHECK_THROWS_AS(terminated.as_task().get(), boost::system::system_error);
+    auto waits = sup.spawn(
+        []() -> asio::awaitable<void> {
+            asio::steady_timer timer(co_await asio::this_coro::executor, 1h);
+            co_await timer.async_wait(asio::use_awaitable);
+        },
+        {.name = "waits an hour"});
+    waits.cancel();
+    CHECK_THROWS_AS(waits.get(), boost::system::system_error);
+    const std::string dump = sup.dump();
+    INFO(dump);
+    CHECK(contains(dump, "exits 3 (process) exited 3, failed with warden::process_error"));
+    CHECK(contains(dump, "killed (process) killed by SIGKILL, failed with"));
+    CHECK(contains(dump, "terminated (process) killed by SIGTERM, cancelled after"));
+    CHECK(contains(dump, "waits an hour (coroutine) cancelled after"));
+    CHECK_THROWS_AS(sup.wait(), warden::failure_group);
+}
+
 TEST_CASE("dump_all names every live supervisor and none that has ended") {
     warden::supervisor first{{.name = "first of dump_all"}};
     { warden::supervisor gone{{.name = "gone before dump_all"}}; }
@@ -211,6 +294,43 @@ TEST_CASE("children(with_stacks) shows the live stack of a thread child blocked 
     CHECK(contains(sup.dump(), "take_the_lock_held_by_the_test"));
 #endif
     test_holds.unlock();
+    sup.wait();
+}
+
+TEST_CASE("a thread child that blocks the stack signal is reported as not answering") {
+    warden::supervisor sup{{.name = "deaf"}};
+    std::latch release(1);
+    std::atomic<pid_t> tid{0};
+    sup.spawn(
+        [&] {
+            // The signal the dump asks a thread for its stack with (docs/hang-reports.md).
+            sigset_t stack_signal;
+            sigset_t before;
+            sigemptyset(&stack_signal);
+            sigaddset(&stack_signal, SIGRTMIN + 5);
+            pthread_sigmask(SIG_BLOCK, &stack_signal, &before);
+            tid = warden_test::this_thread_id();
+            release.wait();
+            // The pool thread runs other children next: its mask goes back as it was, and the
+            // signal still pending is answered then, into the request the dump abandoned.
+            pthread_sigmask(SIG_SETMASK, &before, nullptr);
+        },
+        {.name = "blocks the stack signal"});
+    while (tid == 0)
+        std::this_thread::yield();
+    REQUIRE(warden_test::thread_is_asleep(tid));
+    auto asked = std::async(std::launch::async, [&] { return sup.children(warden::with_stacks); });
+    // A deadline, not a figure: a dump that waited for the thread would never return.
+    const bool returned = asked.wait_for(60s) == std::future_status::ready;
+    release.count_down();
+    REQUIRE(returned);
+    const auto live = asked.get();
+    REQUIRE(live.size() == 1);
+    const std::string& now = live[0].now;
+    INFO(now);
+    CHECK(contains(now, "on thread " + std::to_string(tid.load())));
+    CHECK(contains(now, "the thread did not answer within 200 ms (signal blocked?)"));
+    CHECK_FALSE(contains(now, "stack:"));
     sup.wait();
 }
 

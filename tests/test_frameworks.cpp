@@ -256,6 +256,20 @@ TEST_CASE_TEMPLATE("the leak check fails a test that left a thread running under
                                  printed_id(r.output, "stray tid") + " \"stray worker\""));
 }
 
+TEST_CASE_TEMPLATE("leak policy off reports neither a process nor a thread left running", F,
+                   WARDEN_TEST_PROGRAMS) {
+    report_dir dir;
+    auto r = run<F>("LeavesAProcessAndAThreadRunningUnderLeakPolicyOff",
+                    "WARDEN_REPORT_DIR=" + dir.path.string());
+    INFO(r.output);
+    CHECK(r.exit_code == 0);
+    // Both were left running: the check was off, not blind.
+    CHECK(printed_id(r.output, "stray pid") != "(not printed)");
+    CHECK(printed_id(r.output, "stray tid") != "(not printed)");
+    CHECK_FALSE(contains(r.output, "left a"));
+    CHECK(dir.files().empty());
+}
+
 TEST_CASE_TEMPLATE("threads from before the test and warden's and libraries' own are no leak", F,
                    WARDEN_TEST_PROGRAMS) {
     auto r = run<F>("StartsOnlyThreadsThatAreNoLeak");
@@ -285,10 +299,37 @@ TEST_CASE_TEMPLATE("a failing test writes one JSON report file where the environ
     }
 }
 
+TEST_CASE_TEMPLATE("WARDEN_REPORT_DIR wins over TEST_UNDECLARED_OUTPUTS_DIR when both are set", F,
+                   WARDEN_TEST_PROGRAMS) {
+    report_dir ours;
+    report_dir bazels;
+    auto r = run<F>("ChildFailsAfterTheBodyReturned",
+                    "WARDEN_REPORT_DIR=" + ours.path.string() +
+                        " TEST_UNDECLARED_OUTPUTS_DIR=" + bazels.path.string());
+    INFO(r.output);
+    CHECK(F::failed(r.exit_code));
+    CHECK(ours.files().size() == 1);
+    CHECK(bazels.files().empty());
+}
+
 TEST_CASE_TEMPLATE("a passing test writes no report file", F, WARDEN_TEST_PROGRAMS) {
     report_dir dir;
     auto r = run<F>("Passes", "WARDEN_REPORT_DIR=" + dir.path.string());
     INFO(r.output);
     CHECK(r.exit_code == 0);
     CHECK(dir.files().empty());
+}
+
+TEST_CASE_TEMPLATE("the fixture installs the dump signal: SIGQUIT dumps where each child is and "
+                   "the test carries on",
+                   F, WARDEN_TEST_PROGRAMS) {
+    const std::string key = "DumpsWhereItsChildIsOnSigquit";
+    auto r = run<F>(key);
+    INFO(r.output);
+    CHECK(r.exit_code == 0);
+    CHECK(contains(r.output, "warden: dump of pid "));
+    CHECK(contains(r.output, "stuck until cancelled (thread) running for"));
+    CHECK(contains(r.output, "in test \"" + F::test_name(key) + "\""));
+    CHECK(contains(r.output, "warden: end of dump"));
+    CHECK(contains(r.output, "carried on after the dump"));
 }

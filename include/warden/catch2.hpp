@@ -12,8 +12,9 @@
 //
 // Catch2 2.13 (Debian 12's `catch2`, single header <catch2/catch.hpp>) is what this is built
 // and tested with. Catch2 v3 is picked when its <catch2/catch_test_macros.hpp> is found; the
-// differences are the includes and the listener's base class, all in the #if below. Define
-// WARDEN_CATCH2_V2 to force the v2 header when both are installed.
+// differences are the includes and the listener's base class, in the #if below, and the
+// message's type in message_at(), which passes a temporary std::string that every version
+// accepts. Define WARDEN_CATCH2_V2 to force the v2 header when both are installed.
 //
 // Catch2 v2 declares listeners only under CATCH_CONFIG_EXTERNAL_INTERFACES: include this
 // header before <catch2/catch.hpp>, or define that macro first.
@@ -62,7 +63,8 @@ inline void message_at(const char* file, unsigned line, ::Catch::ResultWas::OfTy
     ::Catch::AssertionHandler handler(::Catch::StringRef("FAIL_CHECK"),
                                       ::Catch::SourceLineInfo(file, line), ::Catch::StringRef(),
                                       ::Catch::ResultDisposition::ContinueOnFailure);
-    handler.handleMessage(type, text);
+    // A temporary: Catch2 2 takes a StringRef, current v3 releases a std::string&&.
+    handler.handleMessage(type, std::string(text));
     handler.complete();
 }
 inline void fail_at(const char* file, unsigned line, const std::string& text) {

@@ -45,6 +45,15 @@ TEST_CASE_METHOD(fixture, "leaves a thread running under leak policy fail") {
     thread_leaks = warden::leak_policy::fail;
     scenario::leaves_a_thread_running();
 }
+TEST_CASE_METHOD(fixture, "leaves a process and a thread running under leak policy off") {
+    process_leaks = warden::leak_policy::off;
+    thread_leaks = warden::leak_policy::off;
+    scenario::leaves_a_process_running();
+    scenario::leaves_a_thread_running();
+}
+TEST_CASE_METHOD(fixture, "dumps where its child is on sigquit") {
+    scenario::dumps_where_its_child_is_on_sigquit(sup);
+}
 TEST_CASE_METHOD(fixture, "starts only threads that are no leak") {
     thread_leaks = warden::leak_policy::fail;
     scenario::starts_only_threads_that_are_no_leak(sup);

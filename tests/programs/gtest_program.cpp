@@ -42,6 +42,15 @@ TEST_F(Scenarios, LeavesAThreadRunningUnderLeakPolicyFail) {
     thread_leaks = warden::leak_policy::fail;
     scenario::leaves_a_thread_running();
 }
+TEST_F(Scenarios, LeavesAProcessAndAThreadRunningUnderLeakPolicyOff) {
+    process_leaks = warden::leak_policy::off;
+    thread_leaks = warden::leak_policy::off;
+    scenario::leaves_a_process_running();
+    scenario::leaves_a_thread_running();
+}
+TEST_F(Scenarios, DumpsWhereItsChildIsOnSigquit) {
+    scenario::dumps_where_its_child_is_on_sigquit(sup);
+}
 TEST_F(Scenarios, StartsOnlyThreadsThatAreNoLeak) {
     thread_leaks = warden::leak_policy::fail;
     scenario::starts_only_threads_that_are_no_leak(sup);

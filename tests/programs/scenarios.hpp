@@ -7,10 +7,12 @@
 // reported file:line.
 
 #include <condition_variable>
+#include <csignal>
 #include <cstdio>
 #include <latch>
 #include <mutex>
 #include <stdexcept>
+#include <string>
 #include <thread>
 
 #include <boost/asio/awaitable.hpp>
@@ -19,6 +21,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <cerrno>
 #include <fcntl.h>
+#include <poll.h>
 #include <spdlog/async.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -172,6 +175,49 @@ inline void starts_only_threads_that_are_no_leak(warden::supervisor& sup) {
     }
     std::thread([] {}).join();
     spdlog::init_thread_pool(64, 1, [] { warden::fixtures::keep_this_thread(); });
+}
+
+// SIGQUIT to this process, as CTest's TIMEOUT_SIGNAL_NAME sends it, while a child is stuck:
+// nothing in the program but the fixture installs a handler for it. The dump is written by
+// warden's own thread some time after kill() returns, so the body reads its own stderr through
+// a pipe up to the dump's last line (at most 10 s), copies it to the real stderr and carries
+// on; the child is then cancelled, which is no failure.
+inline void dumps_where_its_child_is_on_sigquit(warden::supervisor& sup) {
+    std::latch started(1);
+    sup.spawn(
+        [&started](std::stop_token token) {
+            started.count_down();
+            std::mutex m;
+            std::condition_variable_any cv;
+            std::unique_lock lock(m);
+            cv.wait(lock, token, [] { return false; });
+        },
+        {.name = "stuck until cancelled"});
+    started.wait();
+    int captured[2];
+    if (::pipe(captured) != 0)
+        throw std::runtime_error("pipe failed");
+    const int real_stderr = ::dup(STDERR_FILENO);
+    ::dup2(captured[1], STDERR_FILENO);
+    ::close(captured[1]);
+    ::kill(::getpid(), SIGQUIT);
+    std::string text;
+    char buffer[4096];
+    while (text.find("warden: end of dump\n") == std::string::npos) {
+        pollfd ready{captured[0], POLLIN, 0};
+        if (::poll(&ready, 1, 10'000) != 1)
+            break;
+        const ssize_t n = ::read(captured[0], buffer, sizeof buffer);
+        if (n <= 0)
+            break;
+        text.append(buffer, static_cast<std::size_t>(n));
+    }
+    ::dup2(real_stderr, STDERR_FILENO);
+    ::close(real_stderr);
+    ::close(captured[0]);
+    std::fprintf(stderr, "%s", text.c_str());
+    std::printf("carried on after the dump\n");
+    sup.cancel();
 }
 
 } // namespace scenario
