@@ -109,8 +109,14 @@ std::shared_ptr<const failure_report> report_for_record(failure_record& r) {
     }
     if (!thrown)
         return kept_report(r);
-    return write_once(r, &failure_record::written_as_thrown,
-                      [&] { return write_report(r, thrown->later, thrown->stragglers); });
+    return write_once(r, &failure_record::written_as_thrown, [&] {
+        std::vector<std::shared_ptr<failure_record>> later;
+        later.reserve(thrown->later.size());
+        for (const auto& weak : thrown->later)
+            if (auto l = weak.lock())
+                later.push_back(std::move(l));
+        return write_report(r, later, thrown->stragglers);
+    });
 }
 
 namespace {

@@ -37,9 +37,12 @@ struct failure_record {
     bool observed = false; // thrown by a wait; guarded by the supervisor's mutex
 
     // What the wait that threw this failure knew: the failures after it and the children
-    // still running. report_for() gives the report with them once a wait has thrown it.
+    // still running. report_for() gives the report with them once a wait has thrown it. Weak:
+    // a later failure may have been passed up from this one (a child that awaited the
+    // failed task), and it holds this one as its `passed_up_from`. A later failure is newer,
+    // so it is kept at least as long as this one was before the wait threw it.
     struct as_thrown {
-        std::vector<std::shared_ptr<failure_record>> later;
+        std::vector<std::weak_ptr<failure_record>> later;
         std::vector<std::string> stragglers;
     };
 

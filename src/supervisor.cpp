@@ -710,7 +710,8 @@ void supervisor_core::throw_failure(step s) {
         // stragglers) is written when report_for first asks for it.
         auto& draft = s.reports.front();
         auto error = draft.record->report.error;
-        remember_thrown(draft.record, {std::move(draft.later), std::move(draft.stragglers)});
+        remember_thrown(draft.record,
+                        {{draft.later.begin(), draft.later.end()}, std::move(draft.stragglers)});
         std::rethrow_exception(error);
     }
     std::vector<failure_report> reports;

@@ -29,6 +29,7 @@
 #include <doctest/doctest.h>
 
 #include "helpers.hpp"
+#include "json_check.hpp"
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
@@ -462,7 +463,8 @@ TEST_CASE("bad input: join_timeout with 20k children lists a bounded number, the
     sup.wait();
 }
 
-TEST_CASE("bad input: an inner supervisor's failure names the child that threw") {
+TEST_CASE("bad input: an inner supervisor's failure names the child that threw, in text and "
+          "JSON") {
     warden::supervisor outer{{.name = "outer"}};
     int leaf_line = 0;
     outer.spawn(
@@ -489,6 +491,17 @@ TEST_CASE("bad input: an inner supervisor's failure names the child that threw")
         const auto text = report->to_string();
         CHECK(text.find("passed up from leaf (thread) of supervisor inner") != std::string::npos);
         CHECK(text.find(fmt::format("test_bad_input.cpp:{}", leaf_line)) != std::string::npos);
+        // The same chain in JSON: the leaf's own report nested whole, each origin with the
+        // child that spawned it (none for the outer child: the test spawned it).
+        const auto json = report->to_json();
+        INFO(json);
+        CHECK(warden_test::is_valid_json(json));
+        CHECK(json.starts_with(R"({"child":"middle","kind":"thread",)"));
+        CHECK(json.find(R"("parent":"","supervisor":"outer")") != std::string::npos);
+        CHECK(json.find(R"("inner":{"child":"leaf","kind":"thread","what":"leaf broke")") !=
+              std::string::npos);
+        CHECK(json.find(R"("parent":"middle","supervisor":"inner")") != std::string::npos);
+        CHECK(json.ends_with(R"("inner":null}})"));
     }
 }
 

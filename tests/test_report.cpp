@@ -131,36 +131,6 @@ TEST_CASE("failure_report::to_json is valid JSON with every field") {
           std::string::npos);
 }
 
-TEST_CASE("to_json carries the inner report and, in its origin, the parent child") {
-    warden::supervisor outer{warden::supervisor_options{.name = "outer"}};
-    outer.spawn(
-        [] {
-            warden::supervisor inner{warden::supervisor_options{.name = "inner"}};
-            inner.spawn([] { throw std::runtime_error("leaf broke"); }, {.name = "leaf"});
-            inner.wait();
-        },
-        {.name = "middle"});
-    try {
-        outer.wait();
-        FAIL("no failure");
-    } catch (const std::runtime_error&) {
-        const auto* report = warden::report_for(std::current_exception());
-        REQUIRE(report != nullptr);
-        const auto json = report->to_json();
-        INFO(json);
-        CHECK(warden_test::is_valid_json(json));
-        CHECK(json.starts_with(R"({"child":"middle","kind":"thread",)"));
-        // The outer child was spawned by the test itself: no parent.
-        CHECK(json.find(R"("parent":"","supervisor":"outer")") != std::string::npos);
-        // The leaf's own report, nested whole; it was spawned inside "middle".
-        CHECK(json.find(R"("inner":{"child":"leaf","kind":"thread","what":"leaf broke")") !=
-              std::string::npos);
-        CHECK(json.find(R"("parent":"middle","supervisor":"inner")") != std::string::npos);
-        // The leaf threw: nothing below it.
-        CHECK(json.ends_with(R"("inner":null}})"));
-    }
-}
-
 TEST_CASE("a report names where its program was started, as inside:, in text and JSON") {
     // As if this program had been started with WARDEN_ORIGIN set; put back afterwards.
     const std::string before = warden::detail::outer_origin();

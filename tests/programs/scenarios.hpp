@@ -29,6 +29,8 @@
 #include <warden/fixtures.hpp>
 #include <warden/warden.hpp>
 
+#include "captured_stderr.hpp"
+
 namespace scenario {
 
 namespace asio = boost::asio;
@@ -179,9 +181,9 @@ inline void starts_only_threads_that_are_no_leak(warden::supervisor& sup) {
 
 // SIGQUIT to this process, as CTest's TIMEOUT_SIGNAL_NAME sends it, while a child is stuck:
 // nothing in the program but the fixture installs a handler for it. The dump is written by
-// warden's own thread some time after kill() returns, so the body reads its own stderr through
-// a pipe up to the dump's last line (at most 10 s), copies it to the real stderr and carries
-// on; the child is then cancelled, which is no failure.
+// warden's own thread some time after kill() returns, so the body reads its own stderr up to
+// the dump's last line (captured_stderr.hpp), copies it to the real stderr and carries on; the
+// child is then cancelled, which is no failure.
 inline void dumps_where_its_child_is_on_sigquit(warden::supervisor& sup) {
     std::latch started(1);
     sup.spawn(
@@ -194,27 +196,9 @@ inline void dumps_where_its_child_is_on_sigquit(warden::supervisor& sup) {
         },
         {.name = "stuck until cancelled"});
     started.wait();
-    int captured[2];
-    if (::pipe(captured) != 0)
-        throw std::runtime_error("pipe failed");
-    const int real_stderr = ::dup(STDERR_FILENO);
-    ::dup2(captured[1], STDERR_FILENO);
-    ::close(captured[1]);
+    warden_test::captured_stderr captured;
     ::kill(::getpid(), SIGQUIT);
-    std::string text;
-    char buffer[4096];
-    while (text.find("warden: end of dump\n") == std::string::npos) {
-        pollfd ready{captured[0], POLLIN, 0};
-        if (::poll(&ready, 1, 10'000) != 1)
-            break;
-        const ssize_t n = ::read(captured[0], buffer, sizeof buffer);
-        if (n <= 0)
-            break;
-        text.append(buffer, static_cast<std::size_t>(n));
-    }
-    ::dup2(real_stderr, STDERR_FILENO);
-    ::close(real_stderr);
-    ::close(captured[0]);
+    const auto text = captured.read_dump();
     std::fprintf(stderr, "%s", text.c_str());
     std::printf("carried on after the dump\n");
     sup.cancel();
