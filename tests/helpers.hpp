@@ -89,9 +89,19 @@ inline bool thread_is_asleep(pid_t tid) {
     return is_asleep("/proc/self/task/" + std::to_string(tid) + "/stat");
 }
 
-// The same for process `pid`: a child that printed it is ready may not be blocked yet.
-inline bool process_is_asleep(pid_t pid) {
-    return is_asleep("/proc/" + std::to_string(pid) + "/stat");
+// Waits (at most 5 s) until process `pid` sleeps in a kernel function whose name holds `wait`
+// (its /proc wchan), as one blocked for good in that call does; false if it never did. Sleeping
+// is not enough where the process sleeps briefly elsewhere first (a shell between two commands).
+inline bool process_waits_in(pid_t pid, const std::string& wait) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (std::chrono::steady_clock::now() < deadline) {
+        std::ifstream in("/proc/" + std::to_string(pid) + "/wchan");
+        std::string wchan((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        if (wchan.find(wait) != std::string::npos)
+            return true;
+        std::this_thread::yield();
+    }
+    return false;
 }
 
 inline std::size_t fd_count() {

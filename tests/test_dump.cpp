@@ -188,13 +188,13 @@ TEST_CASE("children(with_stacks) shows the kernel state and wait of a process bl
                   "echo ready && read line <&3"},
          .name = "reads a fifo"});
     p.wait_for_line_blocking("ready", 30s);
-    REQUIRE(warden_test::process_is_asleep(p.pid()));
+    // pipe_read, or anon_pipe_read on newer kernels.
+    REQUIRE(warden_test::process_waits_in(p.pid(), "pipe_read"));
     const auto live = sup.children(warden::with_stacks);
     REQUIRE(live.size() == 1);
     const std::string& now = live[0].now;
     INFO(now);
     CHECK(contains(now, "pid " + std::to_string(p.pid()) + ": S (sleeping), waiting in "));
-    // pipe_read, or anon_pipe_read on newer kernels.
     CHECK(contains(now, "pipe_read"));
     sup.cancel();
     sup.wait();
@@ -204,7 +204,8 @@ TEST_CASE("children(with_stacks) shows a forked child's pid and kernel state whe
     warden::supervisor sup{{.name = "forked reader"}};
     auto& p = sup.spawn_forked([] { read_own_pipe_forever(); }, {.name = "reads its own pipe"});
     p.wait_for_line_blocking("ready", 30s);
-    REQUIRE(warden_test::process_is_asleep(p.pid()));
+    // pipe_read, or anon_pipe_read on newer kernels.
+    REQUIRE(warden_test::process_waits_in(p.pid(), "pipe_read"));
     const auto live = sup.children(warden::with_stacks);
     REQUIRE(live.size() == 1);
     CHECK(live[0].kind == warden::child_kind::forked);
