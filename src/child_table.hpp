@@ -37,7 +37,7 @@ struct finished_child {
     child_kind kind = child_kind::coroutine;
     std::source_location where;
     child_end end = child_end::succeeded;
-    std::exception_ptr error; // a failure's, for its what()
+    std::exception_ptr error; // its what() is read when it failed
     bool cancel_requested = false;
     std::chrono::steady_clock::duration ran_for{};
     int pid = 0;

@@ -126,6 +126,9 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
         std::shared_ptr<failure_record> record;
         std::vector<std::shared_ptr<failure_record>> later; // the first failure's suppressed ones
         std::vector<std::string> stragglers;
+
+        // Without a lock: it may symbolise.
+        failure_report write() const { return write_report(*record, later, stragglers); }
     };
     enum class verdict { keep_waiting, finished, throw_error };
     struct step {

@@ -77,6 +77,19 @@ constexpr std::size_t kept_failures = 1024;
 std::mutex failures_mutex;
 std::deque<std::shared_ptr<failure_record>> failures; // the newest last
 
+void make_newest(const std::shared_ptr<failure_record>& r, bool may_be_kept) {
+    std::shared_ptr<failure_record> dropped; // destroyed after the unlock: it holds user objects
+    std::lock_guard lock(failures_mutex);
+    if (may_be_kept)
+        if (auto it = std::find(failures.rbegin(), failures.rend(), r); it != failures.rend())
+            failures.erase(std::next(it).base());
+    failures.push_back(r);
+    if (failures.size() > kept_failures) {
+        dropped = std::move(failures.front());
+        failures.pop_front();
+    }
+}
+
 } // namespace
 
 failure_report write_report(failure_record& r,
@@ -105,6 +118,8 @@ std::shared_ptr<const failure_report> report_for_record(failure_record& r) {
     std::optional<failure_record::as_thrown> thrown;
     {
         std::lock_guard lock(r.mutex);
+        if (r.written_as_thrown)
+            return r.written_as_thrown;
         thrown = r.thrown;
     }
     if (!thrown)
@@ -118,23 +133,6 @@ std::shared_ptr<const failure_report> report_for_record(failure_record& r) {
         return write_report(r, later, thrown->stragglers);
     });
 }
-
-namespace {
-
-void make_newest(const std::shared_ptr<failure_record>& r, bool may_be_kept) {
-    std::shared_ptr<failure_record> dropped; // destroyed after the unlock: it holds user objects
-    std::lock_guard lock(failures_mutex);
-    if (may_be_kept)
-        if (auto it = std::find(failures.rbegin(), failures.rend(), r); it != failures.rend())
-            failures.erase(std::next(it).base());
-    failures.push_back(r);
-    if (failures.size() > kept_failures) {
-        dropped = std::move(failures.front());
-        failures.pop_front();
-    }
-}
-
-} // namespace
 
 void remember_failure(const std::shared_ptr<failure_record>& r) {
     make_newest(r, false);

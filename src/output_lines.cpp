@@ -15,8 +15,6 @@
 #include "core.hpp"
 #include "log.hpp"
 #include "process_state.hpp"
-#include "registry.hpp"
-#include "remote_failure.hpp"
 
 namespace asio = boost::asio;
 using clock_type = std::chrono::steady_clock;

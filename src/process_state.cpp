@@ -25,7 +25,6 @@
 #include "descendants.hpp"
 #include "log.hpp"
 #include "process_state.hpp"
-#include "registry.hpp"
 #include "remote_failure.hpp"
 
 namespace asio = boost::asio;

@@ -2,7 +2,6 @@
 
 #include <atomic>
 #include <cstdlib>
-#include <deque>
 #include <memory>
 #include <mutex>
 

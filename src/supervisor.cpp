@@ -717,7 +717,7 @@ void supervisor_core::throw_failure(step s) {
     std::vector<failure_report> reports;
     reports.reserve(s.reports.size());
     for (auto& draft : s.reports)
-        reports.push_back(write_report(*draft.record, draft.later, draft.stragglers));
+        reports.push_back(draft.write());
     throw failure_group(std::move(reports));
 }
 
@@ -834,7 +834,7 @@ std::optional<failure_report> supervisor_core::first_failure() const {
             return std::nullopt;
         draft = draft_locked(ledger_.first(), false);
     }
-    return write_report(*draft->record, draft->later, draft->stragglers);
+    return draft->write();
 }
 
 std::vector<failure_report> supervisor_core::failures() const {
@@ -848,7 +848,7 @@ std::vector<failure_report> supervisor_core::failures() const {
     std::vector<failure_report> out;
     out.reserve(drafts.size());
     for (auto& d : drafts)
-        out.push_back(write_report(*d.record, d.later, d.stragglers));
+        out.push_back(d.write());
     return out;
 }
 
@@ -861,7 +861,8 @@ process& supervisor_core::own_process(std::unique_ptr<process> p,
                                       std::shared_ptr<process_state> state) {
     auto lock = this->lock();
     // A quick child may have finished before it was owned: a dump must not find it running.
-    if (state->record()->table_ref_) {
+    // Done is set in the critical section that takes a child out of the table.
+    if (!state->record()->done()) {
         try {
             running_processes_.emplace(state->record().get(), state);
         } catch (const std::bad_alloc&) {
@@ -950,9 +951,8 @@ void supervisor_core::shutdown() noexcept {
                 unjoined = draft_locked(ledger_.first(), false);
         }
         if (unjoined)
-            log().error(
-                "{}: failure nobody joined:\n{}", options_.name,
-                write_report(*unjoined->record, unjoined->later, unjoined->stragglers).to_string());
+            log().error("{}: failure nobody joined:\n{}", options_.name,
+                        unjoined->write().to_string());
     } catch (...) {
         // Logging failed (out of memory, a broken sink): waiting above still happened.
     }
