@@ -30,6 +30,7 @@
 #include "child_table.hpp"
 #include "executor_host.hpp"
 #include "failure_ledger.hpp"
+#include "stack.hpp"
 #include "waiters.hpp"
 
 namespace warden {
@@ -236,6 +237,7 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
     // does that under the lock. An entry goes when child_finished() takes its child out.
     std::unordered_map<const child_record*, std::shared_ptr<process_state>> running_processes_;
     supervisor_stop stop_;
+    spawn_stack_cache spawn_stacks_;
 
   public:
     // The entry of this core in the process-wide list that dump_all() reads (dump.cpp);

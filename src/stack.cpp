@@ -353,6 +353,23 @@ void stop_using_libunwind() noexcept {
     return capture;
 }
 
+[[gnu::noinline]] std::shared_ptr<const stack_capture>
+spawn_stack_cache::capture(std::size_t skip) {
+    std::array<const void*, max_spawn_depth> frames;
+    const std::size_t count = capture_frames(frames, skip + 1); // +1: this function's frame
+    const std::span<const void*> captured(frames.data(), count);
+    {
+        std::lock_guard lock(mutex_);
+        if (last_ && std::ranges::equal(last_->frames, captured))
+            return last_;
+    }
+    auto capture = std::make_shared<stack_capture>();
+    capture->frames.assign(captured.begin(), captured.end());
+    std::lock_guard lock(mutex_);
+    last_ = capture;
+    return capture;
+}
+
 int capture_frames_in_handler(void** buffer, int size) noexcept {
     // Not libunwind, whatever is loaded: its first walk on a thread allocates that thread's
     // copy of libunwind's thread-local data (libunwind.so is loaded by dlopen, so its TLS is

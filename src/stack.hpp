@@ -4,6 +4,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
@@ -21,6 +22,20 @@ struct stack_capture;
 // Boost; symbols cost milliseconds. The first frame is the function that called
 // capture_stack, or the one `skip` frames further out; at most 32 frames.
 std::shared_ptr<const stack_capture> capture_stack(std::size_t skip);
+// The spawn stacks of one supervisor. A spawn whose frames are those of the previous spawn
+// (the children of one loop) shares that capture instead of allocating its own: the pool threads
+// that free a child's record would otherwise free its stack too, across threads, for every
+// child (bench_spawn_blocking: most of what capture::stacktrace cost over capture::location was
+// malloc and free contending on the arena's lock).
+class spawn_stack_cache {
+  public:
+    // As capture_stack(skip).
+    std::shared_ptr<const stack_capture> capture(std::size_t skip);
+
+  private:
+    std::mutex mutex_;
+    std::shared_ptr<const stack_capture> last_;
+};
 // The same frames into `out`, at most out.size() of them, without allocating (the throw hook
 // runs it inside __cxa_throw, src/throw_site.cpp). Returns how many.
 std::size_t capture_frames(std::span<const void*> out, std::size_t skip) noexcept;

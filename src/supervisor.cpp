@@ -302,7 +302,7 @@ void supervisor_core::admit(const std::shared_ptr<child_record>& child, child_ki
     if (parent != nullptr)
         child->parent_ = parent->name_;
     if (options_.capture == capture::stacktrace)
-        child->spawn_stack_ = capture_stack(2); // admit() and supervisor::admit()
+        child->spawn_stack_ = spawn_stacks_.capture(2); // admit() and supervisor::admit()
     child->owner_ = shared_from_this();
     phase refused_by = phase::open;
     {

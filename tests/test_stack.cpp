@@ -57,6 +57,21 @@ std::string without_first_line(const std::string& text) {
     return stack;
 }
 
+// noipa: identical bodies, which identical code folding would otherwise merge into one.
+[[gnu::noipa]] std::shared_ptr<const stack_capture>
+spawn_from_site_a(warden::detail::spawn_stack_cache& cache) {
+    auto stack = cache.capture(0);
+    asm volatile("" ::: "memory");
+    return stack;
+}
+
+[[gnu::noipa]] std::shared_ptr<const stack_capture>
+spawn_from_site_b(warden::detail::spawn_stack_cache& cache) {
+    auto stack = cache.capture(0);
+    asm volatile("" ::: "memory");
+    return stack;
+}
+
 struct two_captures {
     std::shared_ptr<const stack_capture> ours;
     std::vector<const void*> boosts;
@@ -166,6 +181,23 @@ TEST_CASE("capture_stack's skip leaves out that many callers") {
     INFO(text);
     CHECK(first_line(text).find("capture_one_level_up_probe") != std::string::npos);
     CHECK(text.find("capture_for_my_caller") == std::string::npos);
+}
+
+TEST_CASE("spawns from one loop share a spawn stack; each other call site gets its own") {
+    warden::detail::spawn_stack_cache cache;
+    std::vector<std::shared_ptr<const stack_capture>> loop;
+    for (int i = 0; i < 3; ++i)
+        loop.push_back(spawn_from_site_a(cache));
+    CHECK(loop[1] == loop[0]);
+    CHECK(loop[2] == loop[0]);
+    // Alternating sites: the one remembered capture never stands in for another site's.
+    for (int i = 0; i < 3; ++i) {
+        const auto a = spawn_from_site_a(cache);
+        const auto b = spawn_from_site_b(cache);
+        CHECK(a != b);
+        CHECK(first_line(symbolise(*a)).find("spawn_from_site_a") != std::string::npos);
+        CHECK(first_line(symbolise(*b)).find("spawn_from_site_b") != std::string::npos);
+    }
 }
 
 TEST_CASE("capture_stack uses libunwind when the library can be loaded (not under TSan)") {
