@@ -93,6 +93,8 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
 
     const supervisor_options& options() const noexcept { return options_; }
     boost::asio::any_io_executor executor() const { return host_.executor(); }
+    // Where coroutine children are started (coroutine_child.cpp).
+    executor_host& host() noexcept { return host_; }
     // Created by the first blocking spawn; throws spawn_error if it cannot be.
     blocking_pool& pool();
     // cancel_grace as a duration of the clock, never negative.

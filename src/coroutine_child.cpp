@@ -193,7 +193,7 @@ entry_frame* entry_of(void* published, const entry_offsets& offsets) {
 } // namespace
 
 template <class Body>
-void co_spawn_child(const std::shared_ptr<child_record>& child, Body body) {
+void start_coroutine_child(const std::shared_ptr<child_record>& child, Body body) {
     auto executor = child->owner()->executor();
     if (auto* io = executor.target<asio::io_context::executor_type>())
         co_spawn_through(child_executor(*io, child), child, std::move(body));
@@ -205,6 +205,30 @@ void co_spawn_child(const std::shared_ptr<child_record>& child, Body body) {
         run_soon(child->owner()->executor(), [child] {
             child_access::cancel_signal(*child).emit(asio::cancellation_type::terminal);
         });
+    });
+}
+
+template <class Body>
+void co_spawn_child(const std::shared_ptr<child_record>& child, Body body) {
+    executor_host& host = child->owner()->host();
+    if (!host.starts_in_batches()) {
+        start_coroutine_child(child, std::move(body));
+        return;
+    }
+    // Started on the I/O thread, where co_spawn runs the body at once (its first step is a
+    // dispatch). A cancel that comes while the start is queued finds no cancel action yet;
+    // arm_cancel() delivers it once co_spawn has connected the slot.
+    host.start_in_batch([child, body = std::move(body)]() mutable {
+        try {
+            start_coroutine_child(child, std::move(body));
+        } catch (...) {
+            // No memory for the coroutine's frames: the child fails with that, and is not
+            // left in the table for the supervisor's end to wait for. An exception escaping
+            // here would end the I/O thread's run.
+            if (!child->done())
+                child->owner()->child_finished(*child,
+                                               body_outcome::threw(std::current_exception()));
+        }
     });
 }
 

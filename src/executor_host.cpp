@@ -77,6 +77,33 @@ bool executor_host::on_own_io_thread() const {
     return own_io_ && own_io_->get_executor().running_in_this_thread();
 }
 
+void executor_host::start_in_batch(unique_function<void()> start) {
+    {
+        std::lock_guard lock(batch_mutex_);
+        batch_.push_back(std::move(start));
+        if (batch_posted_)
+            return;
+        batch_posted_ = true;
+    }
+    asio::post(*own_io_, [this] { run_batch(); });
+}
+
+void executor_host::run_batch() {
+    std::vector<unique_function<void()>> batch;
+    {
+        std::lock_guard lock(batch_mutex_);
+        batch.swap(batch_);
+        batch_posted_ = false;
+    }
+    for (auto& start : batch)
+        start();
+    // The emptied vector keeps its capacity for the next batch.
+    batch.clear();
+    std::lock_guard lock(batch_mutex_);
+    if (batch_.empty())
+        batch_.swap(batch);
+}
+
 blocking_pool& executor_host::pool(std::size_t threads, const std::string& supervisor) {
     // Not under the supervisor's mutex: every blocking spawn asks for the pool, and that lock
     // is contended by the pool threads ending children. call_once tries again after a throw.

@@ -15,6 +15,8 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include <warden/detail/function.hpp>
+
 namespace warden::detail {
 
 // The threads that run blocking children: an io_context run by `size` threads. Not
@@ -61,6 +63,17 @@ class executor_host {
     // cannot be, and tries again on the next call.
     blocking_pool& pool(std::size_t threads, const std::string& supervisor);
 
+    // True where a coroutine spawn from the calling thread goes through start_in_batch(): the
+    // io_context is this host's own and the caller is not its thread.
+    bool starts_in_batches() const { return own_io_ && !on_own_io_thread(); }
+    // Runs `start` on the own I/O thread, after the starts handed over before it. Spawns from a
+    // foreign thread (the caller's, which then blocks in wait()) queue here, and the I/O thread
+    // takes all that are queued at once: one post, and at most one wake-up of the I/O thread,
+    // per batch instead of per child. co_spawn then allocates the coroutine's frames on the
+    // thread that completes and frees them, which keeps them in that thread's malloc cache
+    // (bench_spawn_coroutine_*, the default constructor's row).
+    void start_in_batch(unique_function<void()> start);
+
     // Runs what is still queued on its own io_context (timer cancellations of finished joins,
     // line matchers' verdicts), then stops and joins its thread; then joins the pool.
     void stop() noexcept;
@@ -71,6 +84,13 @@ class executor_host {
     std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
     std::thread io_thread_;
     boost::asio::any_io_executor executor_;
+    // Starts handed over by start_in_batch() and not yet taken by the I/O thread; `batch_posted_`
+    // while a run_batch() is queued that will take them.
+    std::mutex batch_mutex_;
+    std::vector<unique_function<void()>> batch_;
+    bool batch_posted_ = false;
+    void run_batch();
+
     std::once_flag pool_created_;
     std::unique_ptr<blocking_pool> pool_; // written once, under pool_created_
 };

@@ -853,3 +853,88 @@ TEST_CASE("nested: an inner supervisor on a strand, destroyed in its cancelled c
     CHECK(leaf_cancelled);
     CHECK(outer.children().empty());
 }
+
+// Coroutine children spawned from a thread other than the supervisor's own I/O thread are
+// started there in batches (src/executor_host.hpp). A first child that holds the I/O thread
+// keeps the later starts queued, so each test below sees them queued.
+namespace {
+
+struct held_io_thread {
+    std::latch running{1};
+    std::latch release{1};
+
+    // Spawns the child that holds the I/O thread, and returns once it does.
+    void hold(warden::supervisor& sup) {
+        sup.spawn([this]() -> asio::awaitable<void> {
+            running.count_down();
+            release.wait(); // blocks the I/O thread itself, on purpose
+            co_return;
+        });
+        running.wait();
+    }
+};
+
+} // namespace
+
+TEST_CASE("own I/O thread: coroutine children spawned from one thread start in spawn order") {
+    warden::supervisor sup;
+    held_io_thread io_thread;
+    io_thread.hold(sup);
+    constexpr int count = 2000;
+    std::vector<int> started; // written on the I/O thread only
+    for (int i = 0; i < count; ++i)
+        sup.spawn([&started, i]() -> asio::awaitable<void> {
+            started.push_back(i);
+            co_return;
+        });
+    io_thread.release.count_down();
+    sup.wait_for(60s);
+    REQUIRE(started.size() == count);
+    for (int i = 0; i < count; ++i)
+        REQUIRE(started[static_cast<std::size_t>(i)] == i);
+}
+
+TEST_CASE("own I/O thread: a cancel that comes while the starts are queued ends every child") {
+    warden::supervisor sup;
+    held_io_thread io_thread;
+    io_thread.hold(sup);
+    constexpr int count = 2000;
+    std::atomic<int> aborted{0};
+    std::vector<warden::task<void>> tasks;
+    for (int i = 0; i < count; ++i)
+        tasks.push_back(sup.spawn([&aborted]() -> asio::awaitable<void> {
+            try {
+                co_await sleep_for(1h);
+            } catch (const boost::system::system_error& e) {
+                if (e.code() == asio::error::operation_aborted)
+                    ++aborted;
+                throw;
+            }
+        }));
+    sup.cancel();
+    io_thread.release.count_down();
+    // A cancel lost on the way (the children not started when it came) leaves them asleep for
+    // an hour: join_timeout.
+    CHECK_NOTHROW(sup.wait_for(60s));
+    CHECK(aborted == count);
+    CHECK(sup.children().empty());
+    CHECK(sup.failures().empty());
+}
+
+TEST_CASE("own I/O thread: coroutine spawns from several threads at once all start and end") {
+    warden::supervisor sup{warden::supervisor_options{.threads = 3}};
+    constexpr int per_thread = 3000;
+    std::atomic<int> ran{0};
+    // The spawning threads are thread children: each spawn comes from a pool thread.
+    for (int t = 0; t < 3; ++t)
+        sup.spawn([&sup, &ran] {
+            for (int i = 0; i < per_thread; ++i)
+                sup.spawn([&ran]() -> asio::awaitable<void> {
+                    ++ran;
+                    co_return;
+                });
+        });
+    sup.wait_for(60s);
+    CHECK(ran == 3 * per_thread);
+    CHECK(sup.children().empty());
+}
