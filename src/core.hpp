@@ -216,6 +216,8 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
     void log_finished(const child_record& child, child_end end) const;
     void wait_for_children_to_end(std::unique_lock<std::mutex>& lock);
     void log_in_background(std::shared_ptr<failure_record> failure, bool first);
+    void post_log_lines_hand_over();
+    void hand_over_log_lines();
 
     supervisor_options options_;
     executor_host host_;
@@ -240,6 +242,13 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
     std::unordered_map<const child_record*, std::shared_ptr<process_state>> running_processes_;
     supervisor_stop stop_;
     spawn_stack_cache spawn_stacks_;
+    // Failures' log lines owed and not yet handed to the symbolising thread (child_finished
+    // on the executor's thread posts their hand-over).
+    struct pending_log_line {
+        std::shared_ptr<failure_record> failure;
+        bool first;
+    };
+    std::vector<pending_log_line> log_lines_to_hand_over_;
 
   public:
     // The entry of this core in the process-wide list that dump_all() reads (dump.cpp);

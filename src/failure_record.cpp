@@ -1,7 +1,8 @@
 #include "failure_record.hpp"
 
 #include <algorithm>
-#include <deque>
+#include <list>
+#include <unordered_map>
 
 #include "core.hpp"
 #include "registry.hpp"
@@ -74,19 +75,44 @@ write_once(failure_record& r, std::shared_ptr<const failure_report> failure_reco
 // here, not in the supervisor. Bounded: the oldest are dropped past this many.
 constexpr std::size_t kept_failures = 1024;
 
-std::mutex failures_mutex;
-std::deque<std::shared_ptr<failure_record>> failures; // the newest last
+// A list with an index, not a scan: a child's failure is looked up by its exception object
+// before its parent is woken (open_failure), and a scan of 1024 records, each a pointer away,
+// cost that path more than the rest of it once a test binary had failed that often
+// (bench_failure_latency).
+struct kept_failure_list {
+    std::mutex mutex;
+    std::list<std::shared_ptr<failure_record>> newest_last;
+    // The newest record of each exception object among them.
+    std::unordered_map<const void*, std::list<std::shared_ptr<failure_record>>::iterator>
+        newest_of_object;
+};
 
-void make_newest(const std::shared_ptr<failure_record>& r, bool may_be_kept) {
+kept_failure_list& kept() {
+    static kept_failure_list list;
+    return list;
+}
+
+void make_newest(const std::shared_ptr<failure_record>& r) {
     std::shared_ptr<failure_record> dropped; // destroyed after the unlock: it holds user objects
-    std::lock_guard lock(failures_mutex);
-    if (may_be_kept)
-        if (auto it = std::find(failures.rbegin(), failures.rend(), r); it != failures.rend())
-            failures.erase(std::next(it).base());
-    failures.push_back(r);
-    if (failures.size() > kept_failures) {
-        dropped = std::move(failures.front());
-        failures.pop_front();
+    auto& k = kept();
+    std::lock_guard lock(k.mutex);
+    if (r->kept_at) {
+        k.newest_last.splice(k.newest_last.end(), k.newest_last, *r->kept_at);
+    } else {
+        k.newest_last.push_back(r);
+        r->kept_at = std::prev(k.newest_last.end());
+    }
+    if (r->report.error) // written before the record was shared
+        k.newest_of_object[object_of(r->report.error)] = *r->kept_at;
+    if (k.newest_last.size() > kept_failures) {
+        auto& oldest = k.newest_last.front();
+        if (oldest->report.error)
+            if (auto it = k.newest_of_object.find(object_of(oldest->report.error));
+                it != k.newest_of_object.end() && it->second == k.newest_last.begin())
+                k.newest_of_object.erase(it);
+        oldest->kept_at.reset();
+        dropped = std::move(oldest);
+        k.newest_last.pop_front();
     }
 }
 
@@ -135,7 +161,7 @@ std::shared_ptr<const failure_report> report_for_record(failure_record& r) {
 }
 
 void remember_failure(const std::shared_ptr<failure_record>& r) {
-    make_newest(r, false);
+    make_newest(r);
 }
 
 void remember_thrown(const std::shared_ptr<failure_record>& r, failure_record::as_thrown thrown) {
@@ -144,17 +170,16 @@ void remember_thrown(const std::shared_ptr<failure_record>& r, failure_record::a
         r->thrown = std::move(thrown);
     }
     // Remembered at its child's end already: it moves, it is not doubled.
-    make_newest(r, true);
+    make_newest(r);
 }
 
 std::shared_ptr<failure_record> find_failure(const std::exception_ptr& error) noexcept {
     if (!error)
         return nullptr;
-    std::lock_guard lock(failures_mutex);
-    for (auto it = failures.rbegin(); it != failures.rend(); ++it)
-        if ((*it)->report.error == error)
-            return *it;
-    return nullptr;
+    auto& k = kept();
+    std::lock_guard lock(k.mutex);
+    const auto it = k.newest_of_object.find(object_of(error));
+    return it != k.newest_of_object.end() ? *it->second : nullptr;
 }
 
 } // namespace warden::detail

@@ -4,6 +4,7 @@
 // it. Private to src/.
 
 #include <exception>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -45,6 +46,10 @@ struct failure_record {
         std::vector<std::weak_ptr<failure_record>> later;
         std::vector<std::string> stragglers;
     };
+
+    // Its place among the failures kept for report_for (failure_record.cpp), under that
+    // list's lock; empty once it is no longer kept.
+    std::optional<std::list<std::shared_ptr<failure_record>>::iterator> kept_at;
 
     std::mutex mutex;
     bool described = false;

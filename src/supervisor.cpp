@@ -432,6 +432,10 @@ void supervisor_core::child_finished(child_record& child, body_outcome outcome,
     // Asked once: the count of lines owed and the line itself must agree, or a level changed
     // in between would leave the destructor waiting for a line that never comes.
     const bool log_failure = failed && log().should_log(spdlog::level::err);
+    // On the executor's thread, the parent may be the next to run on this very thread (a
+    // coroutine child's join): the log line's hand-off to the symbolising thread, whose wake-up
+    // is a system call (~20 us in a VM, bench_failure_latency), is posted behind the parent.
+    const bool defer_log = log_failure && thread_of(executor()).may_run_here();
     const bool fail_fast = options_.policy == policy::fail_fast;
 
     std::shared_ptr<failure_record> failure;
@@ -453,6 +457,10 @@ void supervisor_core::child_finished(child_record& child, body_outcome outcome,
         callbacks = mark_done_locked(child, error);
         if (log_failure)
             ledger_.owe_log_line();
+        // In the same step as the line is owed: a wait for the owed lines finds it here or
+        // handed over (shutdown).
+        if (defer_log)
+            log_lines_to_hand_over_.push_back({failure, first});
         waiters_.notify_and_unlock(lock, failed || table_.running().empty(),
                                    first && fail_fast ? &stop_ : nullptr);
     }
@@ -462,10 +470,35 @@ void supervisor_core::child_finished(child_record& child, body_outcome outcome,
             callback();
     if (first && fail_fast)
         cancel_siblings();
-    if (log_failure)
+    if (defer_log)
+        post_log_lines_hand_over();
+    else if (log_failure)
         log_in_background(std::move(failure), first);
     else if (!failed)
         log_finished(child, end);
+}
+
+// Nothing depends on the posted handler running (a caller's io_context may be stopped first):
+// shutdown() hands over what is left before it waits for the lines.
+void supervisor_core::post_log_lines_hand_over() {
+    try {
+        asio::post(executor(), [weak = weak_from_this()] {
+            if (auto core = weak.lock())
+                core->hand_over_log_lines();
+        });
+    } catch (...) {
+        hand_over_log_lines(); // no memory for the handler
+    }
+}
+
+void supervisor_core::hand_over_log_lines() {
+    std::vector<pending_log_line> lines;
+    {
+        auto lock = this->lock();
+        lines.swap(log_lines_to_hand_over_);
+    }
+    for (auto& line : lines)
+        log_in_background(std::move(line.failure), line.first);
 }
 
 // Nothing of the report's text is made here: the waiters and the siblings' cancellation come
@@ -946,7 +979,17 @@ void supervisor_core::shutdown() noexcept {
         {
             auto lock = this->lock();
             wait_for_children_to_end(lock);
-            waiters_.wait(lock, waiters::kind::any, [this] { return !ledger_.log_lines_owed(); });
+            while (ledger_.log_lines_owed()) {
+                if (!log_lines_to_hand_over_.empty()) {
+                    lock.unlock();
+                    hand_over_log_lines();
+                    lock.lock();
+                    continue;
+                }
+                waiters_.wait(lock, waiters::kind::any, [this] {
+                    return !ledger_.log_lines_owed() || !log_lines_to_hand_over_.empty();
+                });
+            }
             if (!ledger_.empty() && !ledger_.first_observed())
                 unjoined = draft_locked(ledger_.first(), false);
         }
@@ -1073,7 +1116,15 @@ asio::awaitable<void> supervisor::join() {
                 timer->expires_at(std::min(s.wake_at, give_up_at));
                 // Weak: a waker left behind (its join was cancelled) must not keep a timer
                 // alive past its io_context (TSan, warden_stress under .ci/run tsan).
+                // On the timer's own thread, cancelled at once: the parent's resumption is then
+                // queued ahead of whatever the ending child queues after it (its log line's
+                // hand-over, child_finished).
                 core->on_next_settlement(lock, [weak = std::weak_ptr(timer), executor] {
+                    if (detail::thread_of(executor).may_run_here()) {
+                        if (auto t = weak.lock())
+                            t->cancel();
+                        return;
+                    }
                     asio::post(executor, [weak] {
                         if (auto t = weak.lock())
                             t->cancel();

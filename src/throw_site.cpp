@@ -23,8 +23,6 @@
 
 namespace warden::detail {
 
-namespace {
-
 // The Itanium C++ ABI's runtimes (libstdc++, libc++ with libc++abi) both hold an
 // exception_ptr as one pointer: the thrown object's address, the one __cxa_throw was given.
 // A runtime laid out otherwise fails here, at compile time.
@@ -36,6 +34,8 @@ const void* object_of(const std::exception_ptr& error) noexcept {
     std::memcpy(&object, static_cast<const void*>(&error), sizeof object);
     return object;
 }
+
+namespace {
 
 // As deep as a spawn stack: the throwing function and 31 callers.
 constexpr std::size_t max_throw_depth = 32;

@@ -23,6 +23,10 @@
 
 namespace warden::detail {
 
+// The address of `error`'s exception object: equal for two exception_ptrs exactly when they
+// compare equal.
+const void* object_of(const std::exception_ptr& error) noexcept;
+
 // The raw frames recorded at the throw of `error`'s object, the throwing function first (return
 // addresses, as capture_stack gives them); empty if none were.
 std::vector<const void*> throw_site_frames(const std::exception_ptr& error);
