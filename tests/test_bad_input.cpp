@@ -17,6 +17,9 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -225,6 +228,39 @@ TEST_CASE("bad input: a child that never honours cancellation is waited for and 
     }
     logger->sinks().pop_back();
     CHECK(finished);
+}
+
+TEST_CASE("bad input: a failure is logged though the caller's io_context stops once the parent "
+          "has it") {
+    auto logger = warden_logger();
+    REQUIRE(logger != nullptr);
+    std::atomic<int> logged{0};
+    auto sink = std::make_shared<watching_sink>("stopped-io failure", [&] { ++logged; });
+    logger->sinks().push_back(sink);
+    bool caught = false;
+    {
+        asio::io_context io;
+        warden::supervisor sup{io.get_executor()};
+        sup.spawn([]() -> asio::awaitable<void> {
+            co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+            throw std::runtime_error("stopped-io failure");
+        });
+        asio::co_spawn(
+            io,
+            [&]() -> asio::awaitable<void> {
+                try {
+                    co_await sup.join();
+                } catch (const std::runtime_error&) {
+                    caught = true;
+                    io.stop(); // the line's hand-over, queued behind this, never runs
+                }
+            },
+            asio::detached);
+        io.run();
+    } // the destructor hands the line over itself, and waits for it
+    logger->sinks().pop_back();
+    CHECK(caught);
+    CHECK(logged == 1);
 }
 
 TEST_CASE("bad input: wait_for(duration::max()) waits without a limit") {

@@ -3,6 +3,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include <spdlog/sinks/ringbuffer_sink.h>
 #include <spdlog/spdlog.h>
@@ -47,6 +48,31 @@ TEST_CASE("report_for finds a report after its supervisor is gone") {
     }
     CHECK(warden::report_for(std::make_exception_ptr(std::runtime_error("stranger"))) == nullptr);
     CHECK(warden::report_for(nullptr) == nullptr);
+}
+
+TEST_CASE("report_for keeps the newest 1024 failures and drops the oldest") {
+    warden::supervisor_options quiet{.policy = warden::policy::collect,
+                                     .capture = warden::capture::location};
+    std::vector<std::exception_ptr> errors;
+    {
+        warden::supervisor sup{quiet};
+        for (int i = 0; i < 1100; ++i)
+            sup.spawn([i] { throw std::runtime_error("failure " + std::to_string(i)); });
+        try {
+            sup.wait();
+        } catch (const warden::failure_group& group) {
+            for (const auto& report : group.reports())
+                errors.push_back(report.error);
+        }
+    }
+    REQUIRE(errors.size() == 1100);
+    std::size_t found = 0;
+    for (const auto& error : errors)
+        if (const auto* report = warden::report_for(error)) {
+            ++found;
+            CHECK(report->error == error); // never another failure's report
+        }
+    CHECK(found == 1024);
 }
 
 TEST_CASE("the warden logger logs each failure report at error level") {
