@@ -184,13 +184,22 @@ class symbolising_thread {
             if (stopping_) {
                 return false;
             }
-            requests_.emplace_back([job = std::move(job)]() mutable {
-                job();
-                return std::string();
-            });
+            background_.push_back(
+                {std::chrono::steady_clock::now() + background_delay, std::move(job)});
         }
         wake_.notify_one();
         return true;
+    }
+
+    void expedite() {
+        {
+            const std::lock_guard lock(mutex_);
+            if (background_.empty()) {
+                return;
+            }
+            expedite_ = true;
+        }
+        wake_.notify_one();
     }
 
   private:
@@ -204,21 +213,58 @@ class symbolising_thread {
         pthread_setschedparam(pthread_self(), SCHED_BATCH, &batch);
         std::unique_lock lock(mutex_);
         for (;;) {
-            wake_.wait(lock, [this] { return stopping_ || !requests_.empty(); });
-            if (requests_.empty()) {
-                return;
+            wake_.wait(lock,
+                       [this] { return stopping_ || !requests_.empty() || !background_.empty(); });
+            if (!requests_.empty()) {
+                std::packaged_task<std::string()> request = std::move(requests_.front());
+                requests_.pop_front();
+                lock.unlock();
+                request(); // an exception (out of memory) goes to the caller through the future
+                lock.lock();
+                continue;
             }
-            std::packaged_task<std::string()> request = std::move(requests_.front());
-            requests_.pop_front();
+            if (background_.empty()) {
+                return; // stopping, and nothing left
+            }
+            // A job no one waits for starts background_delay after it was queued, unless
+            // someone waits for it after all: a just-woken thread preempts the others, and
+            // this one would take a core from the parent it was queued behind.
+            const auto due = background_.front().due;
+            if (!stopping_ && !expedite_ && std::chrono::steady_clock::now() < due) {
+                wake_.wait_until(lock, due,
+                                 [this] { return stopping_ || expedite_ || !requests_.empty(); });
+                continue;
+            }
+            unique_function<void()> job = std::move(background_.front().job);
+            background_.pop_front();
+            if (background_.empty()) {
+                expedite_ = false;
+            }
             lock.unlock();
-            request(); // an exception (out of memory) goes to the caller through the future
+            try {
+                job();
+            } catch (...) {
+                // The job's own failure (out of memory): nothing waits for it but its counter.
+            }
+            job = {};
             lock.lock();
         }
     }
 
+    // How long a background job waits before it runs (see serve()): long enough for the
+    // thread that queued it and the threads it woke to have run.
+    static constexpr std::chrono::microseconds background_delay{1000};
+
+    struct background_job {
+        std::chrono::steady_clock::time_point due;
+        unique_function<void()> job;
+    };
+
     std::mutex mutex_;
     std::condition_variable wake_;
     std::deque<std::packaged_task<std::string()>> requests_;
+    std::deque<background_job> background_; // runs after requests_
+    bool expedite_ = false;                 // run background_ now: someone waits for it
     bool stopping_ = false;
     frame_text_cache cache_; // used by worker_ alone
     std::thread worker_;     // started in the constructor's body, once the members above exist
@@ -411,6 +457,12 @@ void run_on_symbolising_thread(unique_function<void()> job) {
         }
     }
     job();
+}
+
+void expedite_symbolising_thread() {
+    if (symbolising_thread* shared = shared_symboliser()) {
+        shared->expedite();
+    }
 }
 
 std::size_t threads_that_symbolised() noexcept {

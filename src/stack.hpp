@@ -69,9 +69,13 @@ class symbolise_batch {
 std::string symbolise_frames(std::span<const void* const> frames);
 
 // Runs `job` on the symbolising thread, after what is queued there, and returns at once: for
-// work that symbolises but that no one waits for (a failure's log line). Where there is no
-// such thread (see symbolise_frames), runs it here, now.
+// work that symbolises but that no one waits for (a failure's log line). It starts a
+// millisecond after it was queued, so that the threads woken by the same failure (the parent,
+// the siblings) have the cores first; expedite_symbolising_thread() starts what is queued at
+// once, for a caller about to wait for it. Where there is no such thread (see
+// symbolise_frames), runs it here, now.
 void run_on_symbolising_thread(unique_function<void()> job);
+void expedite_symbolising_thread();
 
 // For tests: how many threads of this process have symbolised (each holds a libbacktrace
 // state for good), and which capture_stack uses: "libunwind" or "boost".
