@@ -206,8 +206,10 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
     static constexpr std::size_t max_listed = 32;
 
     // The steps of child_finished, in order.
+    // `dropped`: the kept failure it pushed out, for the caller to destroy later.
     std::shared_ptr<failure_record> open_failure(const child_record& child,
-                                                 const std::exception_ptr& error);
+                                                 const std::exception_ptr& error,
+                                                 std::shared_ptr<failure_record>& dropped);
     // Under the lock: returns true if it is the first failure.
     bool record_failure_locked(std::shared_ptr<failure_record> failure);
     std::unique_ptr<std::vector<unique_function<void()>>>
@@ -247,6 +249,7 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
     struct pending_log_line {
         std::shared_ptr<failure_record> failure;
         bool first;
+        std::shared_ptr<failure_record> dropped; // see child_finished
     };
     std::vector<pending_log_line> log_lines_to_hand_over_;
 

@@ -92,7 +92,8 @@ kept_failure_list& kept() {
     return list;
 }
 
-void make_newest(const std::shared_ptr<failure_record>& r) {
+// Returns the failure it drops to make room, if any.
+std::shared_ptr<failure_record> make_newest(const std::shared_ptr<failure_record>& r) {
     std::shared_ptr<failure_record> dropped; // destroyed after the unlock: it holds user objects
     auto& k = kept();
     std::lock_guard lock(k.mutex);
@@ -114,6 +115,7 @@ void make_newest(const std::shared_ptr<failure_record>& r) {
         dropped = std::move(oldest);
         k.newest_last.pop_front();
     }
+    return dropped;
 }
 
 } // namespace
@@ -160,8 +162,8 @@ std::shared_ptr<const failure_report> report_for_record(failure_record& r) {
     });
 }
 
-void remember_failure(const std::shared_ptr<failure_record>& r) {
-    make_newest(r);
+std::shared_ptr<failure_record> remember_failure(const std::shared_ptr<failure_record>& r) {
+    return make_newest(r);
 }
 
 void remember_thrown(const std::shared_ptr<failure_record>& r, failure_record::as_thrown thrown) {

@@ -71,8 +71,11 @@ std::shared_ptr<const failure_report> kept_report(failure_record& r);
 std::shared_ptr<const failure_report> report_for_record(failure_record& r);
 
 // Makes `r` the newest failure of its exception object, at its child's end. report_for() gives
-// the newest; the last 1024 failures are kept.
-void remember_failure(const std::shared_ptr<failure_record>& r);
+// the newest; the last 1024 failures are kept. Returns the oldest, when it was dropped to
+// make room: for the caller to destroy once the failure's waiters are woken (its report's
+// text, its exception object and what that owns go with it: microseconds).
+[[nodiscard]] std::shared_ptr<failure_record>
+remember_failure(const std::shared_ptr<failure_record>& r);
 // A wait throws `r`: its report gains `thrown`, and `r` becomes the newest again.
 void remember_thrown(const std::shared_ptr<failure_record>& r, failure_record::as_thrown thrown);
 // The newest failure of this exception object, or null.

@@ -438,9 +438,12 @@ void supervisor_core::child_finished(child_record& child, body_outcome outcome,
     const bool defer_log = log_failure && thread_of(executor()).may_run_here();
     const bool fail_fast = options_.policy == policy::fail_fast;
 
+    // The oldest kept failure, when this one pushed it out: destroyed once the waiters are
+    // woken, and with a deferred log line, after the parent has run (by the hand-over).
+    std::shared_ptr<failure_record> dropped;
     std::shared_ptr<failure_record> failure;
     if (failed)
-        failure = open_failure(child, error);
+        failure = open_failure(child, error, dropped);
 
     child_table::evicted made_room; // destroyed after the unlock
     std::shared_ptr<child_record> keep_alive;
@@ -460,7 +463,7 @@ void supervisor_core::child_finished(child_record& child, body_outcome outcome,
         // In the same step as the line is owed: a wait for the owed lines finds it here or
         // handed over (shutdown).
         if (defer_log)
-            log_lines_to_hand_over_.push_back({failure, first});
+            log_lines_to_hand_over_.push_back({failure, first, std::move(dropped)});
         waiters_.notify_and_unlock(lock, failed || table_.running().empty(),
                                    first && fail_fast ? &stop_ : nullptr);
     }
@@ -503,8 +506,9 @@ void supervisor_core::hand_over_log_lines() {
 
 // Nothing of the report's text is made here: the waiters and the siblings' cancellation come
 // first, and the text is written by its first reader (report_for, the log).
-std::shared_ptr<failure_record> supervisor_core::open_failure(const child_record& child,
-                                                              const std::exception_ptr& error) {
+std::shared_ptr<failure_record>
+supervisor_core::open_failure(const child_record& child, const std::exception_ptr& error,
+                              std::shared_ptr<failure_record>& dropped) {
     auto record = std::make_shared<failure_record>();
     record->spawn_stack = child.spawn_stack_;
     // The same exception object failed another child before (a nested supervisor's, or a
@@ -517,7 +521,7 @@ std::shared_ptr<failure_record> supervisor_core::open_failure(const child_record
     r.kind = child.kind_;
     r.origin = origin_of(child);
     r.when = std::chrono::system_clock::now();
-    remember_failure(record);
+    dropped = remember_failure(record);
     return record;
 }
 
