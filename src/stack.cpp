@@ -391,26 +391,33 @@ void stop_using_libunwind() noexcept {
     return kept;
 }
 
+namespace {
+
+std::shared_ptr<const stack_capture> capture_of(std::span<const void* const> frames) {
+    auto capture = std::make_shared<stack_capture>();
+    capture->frames.assign(frames.begin(), frames.end());
+    return capture;
+}
+
+} // namespace
+
 [[gnu::noinline]] std::shared_ptr<const stack_capture> capture_stack(std::size_t skip) {
     std::array<const void*, max_spawn_depth> frames;
     const std::size_t count = capture_frames(frames, skip + 1); // +1: this function's frame
-    auto capture = std::make_shared<stack_capture>();
-    capture->frames.assign(frames.begin(), frames.begin() + static_cast<std::ptrdiff_t>(count));
-    return capture;
+    return capture_of(std::span(frames).first(count));
 }
 
 [[gnu::noinline]] std::shared_ptr<const stack_capture>
 spawn_stack_cache::capture(std::size_t skip) {
     std::array<const void*, max_spawn_depth> frames;
     const std::size_t count = capture_frames(frames, skip + 1); // +1: this function's frame
-    const std::span<const void*> captured(frames.data(), count);
+    const auto captured = std::span(frames).first(count);
     {
         std::lock_guard lock(mutex_);
         if (last_ && std::ranges::equal(last_->frames, captured))
             return last_;
     }
-    auto capture = std::make_shared<stack_capture>();
-    capture->frames.assign(captured.begin(), captured.end());
+    auto capture = capture_of(captured);
     std::lock_guard lock(mutex_);
     last_ = capture;
     return capture;

@@ -994,8 +994,6 @@ void supervisor_core::shutdown() noexcept {
                 lock.unlock();
                 expedite_symbolising_thread();
                 lock.lock();
-                if (!ledger_.log_lines_owed() || !log_lines_to_hand_over_.empty())
-                    continue;
                 waiters_.wait(lock, waiters::kind::any, [this] {
                     return !ledger_.log_lines_owed() || !log_lines_to_hand_over_.empty();
                 });
