@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <stop_token>
 
 #include <boost/asio/cancellation_signal.hpp>
@@ -26,6 +27,11 @@ struct child_access {
         return c.handlers_running_;
     }
     static std::atomic<void*>& await_anchor(child_record& c) noexcept { return c.await_anchor_; }
+    // Set at admission under capture::stacktrace; the pool's warm-up child (blocking_job)
+    // sets its own, so that its throw is recorded as a child's is.
+    static std::shared_ptr<const stack_capture>& spawn_stack(child_record& c) noexcept {
+        return c.spawn_stack_;
+    }
     // A coroutine child's cancellation slot is bound to this signal.
     static boost::asio::cancellation_signal& cancel_signal(child_record& c) noexcept {
         return c.cancel_signal_;

@@ -149,6 +149,9 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
     // Registers a one-shot callback run at the next settling change (every child done, a
     // failure, cancel). Caller holds the lock.
     void on_next_settlement(std::unique_lock<std::mutex>& lock, unique_function<void()> fn);
+    // Posts to `executor` the hand-over of the failures' log lines still held back, if any:
+    // join's waker calls it behind the parent's resumption (child_finished).
+    void post_log_lines_hand_over(const boost::asio::any_io_executor& executor);
     std::unique_lock<std::mutex> lock() const;
     std::chrono::steady_clock::time_point failure_deadline_locked() const;
 
@@ -218,7 +221,6 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
     void log_finished(const child_record& child, child_end end) const;
     void wait_for_children_to_end(std::unique_lock<std::mutex>& lock);
     void log_in_background(std::shared_ptr<failure_record> failure, bool first);
-    void post_log_lines_hand_over();
     void hand_over_log_lines();
 
     supervisor_options options_;
@@ -244,8 +246,9 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
     std::unordered_map<const child_record*, std::shared_ptr<process_state>> running_processes_;
     supervisor_stop stop_;
     spawn_stack_cache spawn_stacks_;
-    // Failures' log lines owed and not yet handed to the symbolising thread (child_finished
-    // on the executor's thread posts their hand-over).
+    // Failures' log lines owed and not yet handed to the symbolising thread: posted behind
+    // the parent's resumption (child_finished, join's waker), and handed over by shutdown()
+    // at the latest.
     struct pending_log_line {
         std::shared_ptr<failure_record> failure;
         bool first;

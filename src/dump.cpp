@@ -236,7 +236,7 @@ std::string stack_text(const stack_request& r) {
         if (end == std::string::npos)
             end = text.size();
         const std::string_view line(text.data() + start, end - start);
-        if (line.find("warden::supervisor::start_blocking") != std::string_view::npos)
+        if (line.find("warden::detail::blocking_job::operator()") != std::string_view::npos)
             break;
         if (!out.empty())
             out += '\n';

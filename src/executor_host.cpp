@@ -9,7 +9,7 @@
 
 #include <warden/errors.hpp>
 
-#include "stack.hpp"
+#include "blocking_job.hpp"
 
 namespace asio = boost::asio;
 
@@ -28,11 +28,16 @@ blocking_pool::blocking_pool(std::size_t size, const std::string& supervisor)
     try {
         for (std::size_t i = 0; i < size; ++i)
             threads_.emplace_back([this] {
-                // A thread's first stack capture sets up the unwinder's cache for it (most of a
-                // millisecond): done here, not in the first throw of a child, which is on the
-                // way from a failure to its parent (bench_failure_latency, defaults rows).
-                [[maybe_unused]] const auto warm = capture_stack(0);
-                io_.run();
+                // libunwind keeps a cache of frame layouts per thread, and fills it as it
+                // meets frames: a fresh thread's first capture costs most of a millisecond,
+                // and later ones some microseconds per frame it has not met. A child's throw is
+                // captured on the way from its failure to its parent (bench_failure_latency,
+                // defaults rows), so the thread first runs a job that throws through the same
+                // frames: the same job type, run by the same io_context call below.
+                asio::io_context warm_up(1);
+                asio::post(warm_up.get_executor(), blocking_job::warm_up());
+                for (asio::io_context* io : {&warm_up, &io_})
+                    io->run();
             });
     } catch (const std::system_error& e) {
         // RLIMIT_NPROC, the kernel's thread limit, or memory: the threads that did start go,

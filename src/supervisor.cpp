@@ -56,6 +56,7 @@
 
 #include <fmt/format.h>
 
+#include "blocking_job.hpp"
 #include "child_access.hpp"
 #include "child_executor.hpp"
 #include "core.hpp"
@@ -432,10 +433,15 @@ void supervisor_core::child_finished(child_record& child, body_outcome outcome,
     // Asked once: the count of lines owed and the line itself must agree, or a level changed
     // in between would leave the destructor waiting for a line that never comes.
     const bool log_failure = failed && log().should_log(spdlog::level::err);
-    // On the executor's thread, the parent may be the next to run on this very thread (a
-    // coroutine child's join): the log line's hand-off to the symbolising thread, whose wake-up
-    // is a system call (~20 us in a VM, bench_failure_latency), is posted behind the parent.
-    const bool defer_log = log_failure && thread_of(executor()).may_run_here();
+    // The log line's hand-off to the symbolising thread wakes that thread: a system call, and
+    // on a VM's idle core an interrupt to the host, ~20 us (bench_failure_latency). Made before
+    // the parent runs, it delays the parent: a coroutine on this very thread, or a join on
+    // another whose wake-up competes with it. So where the parent is a coroutine (this is the
+    // executor's thread, or a join waits), the hand-off is posted behind the parent's
+    // resumption. A blocking wait's thread is not the executor's: there the hand-off is made
+    // here, after the waiters are woken (a post would wake the executor's thread instead).
+    const bool on_executor_thread = thread_of(executor()).may_run_here();
+    bool defer_log = false;
     const bool fail_fast = options_.policy == policy::fail_fast;
 
     // The oldest kept failure, when this one pushed it out: destroyed once the waiters are
@@ -458,12 +464,14 @@ void supervisor_core::child_finished(child_record& child, body_outcome outcome,
         if (failed)
             first = record_failure_locked(failure);
         callbacks = mark_done_locked(child, error);
-        if (log_failure)
+        if (log_failure) {
             ledger_.owe_log_line();
-        // In the same step as the line is owed: a wait for the owed lines finds it here or
-        // handed over (shutdown).
-        if (defer_log)
-            log_lines_to_hand_over_.push_back({failure, first, std::move(dropped)});
+            // In the same step as the line is owed: a wait for the owed lines finds it here or
+            // handed over (shutdown).
+            defer_log = on_executor_thread || waiters_.join_waits();
+            if (defer_log)
+                log_lines_to_hand_over_.push_back({failure, first, std::move(dropped)});
+        }
         waiters_.notify_and_unlock(lock, failed || table_.running().empty(),
                                    first && fail_fast ? &stop_ : nullptr);
     }
@@ -473,9 +481,10 @@ void supervisor_core::child_finished(child_record& child, body_outcome outcome,
             callback();
     if (first && fail_fast)
         cancel_siblings();
-    if (defer_log)
-        post_log_lines_hand_over();
-    else if (log_failure)
+    // A join's waker posts the hand-over too, behind the join's own resumption (join()).
+    if (defer_log && on_executor_thread)
+        post_log_lines_hand_over(executor());
+    else if (log_failure && !defer_log)
         log_in_background(std::move(failure), first);
     else if (!failed)
         log_finished(child, end);
@@ -483,9 +492,14 @@ void supervisor_core::child_finished(child_record& child, body_outcome outcome,
 
 // Nothing depends on the posted handler running (a caller's io_context may be stopped first):
 // shutdown() hands over what is left before it waits for the lines.
-void supervisor_core::post_log_lines_hand_over() {
+void supervisor_core::post_log_lines_hand_over(const asio::any_io_executor& executor) {
+    {
+        auto lock = this->lock();
+        if (log_lines_to_hand_over_.empty())
+            return; // every join's wake-up comes here, a failure's only now and then
+    }
     try {
-        asio::post(executor(), [weak = weak_from_this()] {
+        asio::post(executor, [weak = weak_from_this()] {
             if (auto core = weak.lock())
                 core->hand_over_log_lines();
         });
@@ -1072,28 +1086,40 @@ void supervisor::start_coroutine(std::shared_ptr<detail::child_record> child,
 
 void supervisor::start_blocking(std::shared_ptr<detail::child_record> child,
                                 detail::unique_function<void(std::stop_token)> body) {
-    asio::post(core_->pool().executor(), [child, body = std::move(body)]() mutable {
-        if (child->cancel_requested()) {
-            child->owner()->child_finished(
-                *child, detail::body_outcome::stopped("warden: cancelled before it started"));
-            return;
-        }
-        std::exception_ptr error;
-        {
-            detail::current_child_scope scope(child.get());
-            // Relaxed: the dump only uses it to pick a thread to ask, and checks again after.
-            detail::child_access::running_on(*child).store(detail::this_thread_id(),
-                                                           std::memory_order_relaxed);
-            try {
-                body(detail::child_access::stop_token(*child));
-            } catch (...) {
-                error = std::current_exception();
-            }
-            detail::child_access::running_on(*child).store(0, std::memory_order_relaxed);
-        }
-        child->owner()->child_finished(*child, detail::body_outcome::threw(std::move(error)));
-    });
+    asio::post(core_->pool().executor(), detail::blocking_job{std::move(child), std::move(body)});
 }
+
+namespace detail {
+
+void blocking_job::operator()() {
+    supervisor_core* owner = child->owner(); // null for the warm-up's child
+    if (child->cancel_requested()) {
+        owner->child_finished(*child, body_outcome::stopped("warden: cancelled before it started"));
+        return;
+    }
+    std::exception_ptr error;
+    {
+        current_child_scope scope(child.get());
+        // Relaxed: the dump only uses it to pick a thread to ask, and checks again after.
+        child_access::running_on(*child).store(this_thread_id(), std::memory_order_relaxed);
+        try {
+            body(child_access::stop_token(*child));
+        } catch (...) {
+            error = std::current_exception();
+        }
+        child_access::running_on(*child).store(0, std::memory_order_relaxed);
+    }
+    if (owner != nullptr) [[likely]]
+        owner->child_finished(*child, body_outcome::threw(std::move(error)));
+}
+
+blocking_job blocking_job::warm_up() {
+    auto child = std::make_shared<task_state<void>>();
+    child_access::spawn_stack(*child) = capture_stack(0);
+    return {std::move(child), [](std::stop_token) { throw std::runtime_error("warm-up"); }};
+}
+
+} // namespace detail
 
 // The awaiting coroutine's cancellation enters the supervisor here: join cancels the children
 // and waits for them (at most cancel_grace), since none may outlive the scope that awaited
@@ -1124,19 +1150,22 @@ asio::awaitable<void> supervisor::join() {
                 timer->expires_at(std::min(s.wake_at, give_up_at));
                 // Weak: a waker left behind (its join was cancelled) must not keep a timer
                 // alive past its io_context (TSan, warden_stress under .ci/run tsan).
-                // On the timer's own thread, cancelled at once: the parent's resumption is then
-                // queued ahead of whatever the ending child queues after it (its log line's
-                // hand-over, child_finished).
-                core->on_next_settlement(lock, [weak = std::weak_ptr(timer), executor] {
-                    if (detail::thread_of(executor).may_run_here()) {
-                        if (auto t = weak.lock())
-                            t->cancel();
-                        return;
-                    }
-                    asio::post(executor, [weak] {
-                        if (auto t = weak.lock())
-                            t->cancel();
-                    });
+                // cancel() queues the parent's resumption; a failure's log line is handed over
+                // after it, behind the parent (child_finished). On the timer's own thread,
+                // cancelled at once: the resumption is then also ahead of whatever the ending
+                // child queues after it.
+                auto wake = [weak = std::weak_ptr(timer), executor,
+                             weak_core = std::weak_ptr(core)] {
+                    if (auto t = weak.lock())
+                        t->cancel();
+                    if (auto c = weak_core.lock())
+                        c->post_log_lines_hand_over(executor);
+                };
+                core->on_next_settlement(lock, [wake, executor] {
+                    if (detail::thread_of(executor).may_run_here())
+                        wake();
+                    else
+                        asio::post(executor, wake);
                 });
             }
         }

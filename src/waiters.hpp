@@ -85,6 +85,8 @@ class waiters {
     // (a log line was written).
     void wake_any() { any_.notify_all(); }
 
+    // A join is suspended, to be resumed by the next settling change. Caller holds the lock.
+    bool join_waits() const noexcept { return !on_next_settlement_.empty(); }
     // Runs `fn` once, at the next settling change. Caller holds the supervisor's lock.
     void on_next_settlement(unique_function<void()> fn) {
         on_next_settlement_.push_back(std::move(fn));

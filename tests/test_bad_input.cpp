@@ -230,8 +230,12 @@ TEST_CASE("bad input: a child that never honours cancellation is waited for and 
     CHECK(finished);
 }
 
-TEST_CASE("bad input: a failure is logged though the caller's io_context stops once the parent "
-          "has it") {
+// A failure's log line is handed over behind the parent's resumption, on the parent's
+// executor (child_finished): a parent that stops that io_context at once must not lose it.
+// `spawn_failing` spawns a child that fails once `go` has run, after the parent's join has
+// suspended; it returns `go`.
+template <class SpawnFailing>
+void failure_logged_though_io_stops(SpawnFailing spawn_failing) {
     auto logger = warden_logger();
     REQUIRE(logger != nullptr);
     std::atomic<int> logged{0};
@@ -241,10 +245,7 @@ TEST_CASE("bad input: a failure is logged though the caller's io_context stops o
     {
         asio::io_context io;
         warden::supervisor sup{io.get_executor()};
-        sup.spawn([]() -> asio::awaitable<void> {
-            co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
-            throw std::runtime_error("stopped-io failure");
-        });
+        auto go = spawn_failing(sup);
         asio::co_spawn(
             io,
             [&]() -> asio::awaitable<void> {
@@ -256,11 +257,35 @@ TEST_CASE("bad input: a failure is logged though the caller's io_context stops o
                 }
             },
             asio::detached);
+        asio::post(io, go); // after the parent's first turn, in which its join suspends
         io.run();
     } // the destructor hands the line over itself, and waits for it
     logger->sinks().pop_back();
     CHECK(caught);
     CHECK(logged == 1);
+}
+
+TEST_CASE("bad input: a failure is logged though the caller's io_context stops once the parent "
+          "has it") {
+    SUBCASE("coroutine child") {
+        failure_logged_though_io_stops([](warden::supervisor& sup) {
+            sup.spawn([]() -> asio::awaitable<void> {
+                co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+                throw std::runtime_error("stopped-io failure");
+            });
+            return [] {};
+        });
+    }
+    SUBCASE("thread child, whose failure ends on a pool thread") {
+        auto release = std::make_shared<std::latch>(1);
+        failure_logged_though_io_stops([&](warden::supervisor& sup) {
+            sup.spawn([release] {
+                release->wait();
+                throw std::runtime_error("stopped-io failure");
+            });
+            return [release] { release->count_down(); };
+        });
+    }
 }
 
 TEST_CASE("bad input: wait_for(duration::max()) waits without a limit") {

@@ -273,6 +273,24 @@ TEST_CASE("a throw outside any child records nothing, and a child's record goes 
     CHECK(recorded_throw_sites() == before);
 }
 
+// Each pool thread first runs a job that throws through a child's frames (blocking_job,
+// executor_host.cpp), so that the unwinder knows them before a child's throw is captured.
+TEST_CASE("a pool thread's warm-up throw leaves no record and no failure" *
+          doctest::skip(no_hook)) {
+    const std::size_t before = recorded_throw_sites();
+    warden::supervisor sup{{.threads = 4}};
+    std::latch all_started(4);
+    for (int i = 0; i < 4; ++i)
+        sup.spawn([&] { all_started.arrive_and_wait(); }); // one on each thread
+    CHECK_NOTHROW(sup.wait());
+    CHECK(sup.failures().empty());
+    CHECK(recorded_throw_sites() == before);
+    // A child's own throw on a warmed-up thread still has its site, this file's function first.
+    sup.spawn([] { throw_site_helper_1(); });
+    const auto report = report_of_only_failure(sup);
+    CHECK(contains(report.throw_stack, "throw_site_helper_3"));
+}
+
 TEST_CASE("an exception that was never thrown gets no throw site from an earlier one at its "
           "address" *
           doctest::skip(no_hook)) {
