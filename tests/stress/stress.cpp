@@ -172,9 +172,23 @@ struct run_result {
     std::string violation;
 };
 
+// WNOWAIT: a zombie found here stays for describe_children() to name.
 bool has_child_processes() {
-    errno = 0;
-    return ::waitpid(-1, nullptr, WNOHANG) != -1 || errno != ECHILD;
+    siginfo_t info{};
+    return ::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) == 0;
+}
+
+// After a violation: the children left are killed and reaped, so that the next run starts
+// clean and reports only its own.
+void end_children_left() {
+    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+        std::ifstream in(task.path() / "children");
+        pid_t pid;
+        while (in >> pid)
+            ::kill(pid, SIGKILL);
+    }
+    while (::waitpid(-1, nullptr, 0) > 0) {
+    }
 }
 
 // This process's children as "pid (state) command", from /proc, for a violation's text.
@@ -942,6 +956,7 @@ int main(int argc, char** argv) {
         if (has_child_processes()) {
             result.ok = false;
             result.violation += " child processes left:" + describe_children();
+            end_children_left();
         }
         if (!result.ok) {
             ++violations;
