@@ -1,6 +1,7 @@
 #include "executor_host.hpp"
 
 #include <algorithm>
+#include <optional>
 #include <system_error>
 
 #include <boost/asio/post.hpp>
@@ -34,10 +35,16 @@ blocking_pool::blocking_pool(std::size_t size, const std::string& supervisor)
                 // captured on the way from its failure to its parent (bench_failure_latency,
                 // defaults rows), so the thread first runs a job that throws through the same
                 // frames: the same job type, run by the same io_context call below.
-                asio::io_context warm_up(1);
-                asio::post(warm_up.get_executor(), blocking_job::warm_up());
-                for (asio::io_context* io : {&warm_up, &io_})
-                    io->run();
+                std::optional<asio::io_context> warm_up;
+                try {
+                    warm_up.emplace(1);
+                    asio::post(warm_up->get_executor(), blocking_job::warm_up());
+                } catch (...) {
+                    warm_up.reset(); // out of memory: the thread goes without its warm-up
+                }
+                for (asio::io_context* io : {warm_up ? &*warm_up : nullptr, &io_})
+                    if (io != nullptr)
+                        io->run();
             });
     } catch (const std::system_error& e) {
         // RLIMIT_NPROC, the kernel's thread limit, or memory: the threads that did start go,
