@@ -34,7 +34,8 @@ blocking_pool::blocking_pool(std::size_t size, const std::string& supervisor)
                 // and later ones some microseconds per frame it has not met. A child's throw is
                 // captured on the way from its failure to its parent (bench_failure_latency,
                 // defaults rows), so the thread first runs a job that throws through the same
-                // frames: the same job type, run by the same io_context call below.
+                // frames: the same job type, run by the same call below (one call site for both
+                // io_contexts, so the return addresses are the child's too).
                 std::optional<asio::io_context> warm_up;
                 try {
                     warm_up.emplace(1);

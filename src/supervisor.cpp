@@ -481,13 +481,15 @@ void supervisor_core::child_finished(child_record& child, body_outcome outcome,
             callback();
     if (first && fail_fast)
         cancel_siblings();
-    // A join's waker posts the hand-over too, behind the join's own resumption (join()).
-    if (defer_log && on_executor_thread)
-        post_log_lines_hand_over(executor());
-    else if (log_failure && !defer_log)
+    if (defer_log) {
+        // Else a join waits, and its waker posts the hand-over behind its resumption (join()).
+        if (on_executor_thread)
+            post_log_lines_hand_over(executor());
+    } else if (log_failure) {
         log_in_background(std::move(failure), first);
-    else if (!failed)
+    } else if (!failed) {
         log_finished(child, end);
+    }
 }
 
 // Nothing depends on the posted handler running (a caller's io_context may be stopped first):

@@ -178,35 +178,39 @@ bool has_child_processes() {
     return ::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) == 0;
 }
 
-// After a violation: the children left are killed and reaped, so that the next run starts
-// clean and reports only its own.
-void end_children_left() {
-    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
-        std::ifstream in(task.path() / "children");
-        pid_t pid;
-        while (in >> pid)
-            ::kill(pid, SIGKILL);
-    }
-    while (::waitpid(-1, nullptr, 0) > 0) {
-    }
-}
-
-// This process's children as "pid (state) command", from /proc, for a violation's text.
-std::string describe_children() {
-    std::string out;
+// This process's children, from /proc (each thread lists the ones it started).
+std::vector<pid_t> own_children() {
+    std::vector<pid_t> out;
     std::error_code ec;
     for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
         std::ifstream in(task.path() / "children");
         pid_t pid;
-        while (in >> pid) {
-            const auto dir = "/proc/" + std::to_string(pid);
-            std::ifstream stat_file(dir + "/stat");
-            std::string stat((std::istreambuf_iterator<char>(stat_file)), {});
-            std::ifstream cmd_file(dir + "/cmdline");
-            std::string cmd((std::istreambuf_iterator<char>(cmd_file)), {});
-            std::replace(cmd.begin(), cmd.end(), '\0', ' ');
-            out += " [" + stat.substr(0, stat.find(' ', stat.rfind(')') + 2)) + "] " + cmd;
-        }
+        while (in >> pid)
+            out.push_back(pid);
+    }
+    return out;
+}
+
+// After a violation: the children left are killed and reaped, so that the next run starts
+// clean and reports only its own.
+void end_children_left() {
+    for (const pid_t pid : own_children())
+        ::kill(pid, SIGKILL);
+    while (::waitpid(-1, nullptr, 0) > 0) {
+    }
+}
+
+// This process's children as "pid (state) command", for a violation's text.
+std::string describe_children() {
+    std::string out;
+    for (const pid_t pid : own_children()) {
+        const auto dir = "/proc/" + std::to_string(pid);
+        std::ifstream stat_file(dir + "/stat");
+        std::string stat((std::istreambuf_iterator<char>(stat_file)), {});
+        std::ifstream cmd_file(dir + "/cmdline");
+        std::string cmd((std::istreambuf_iterator<char>(cmd_file)), {});
+        std::replace(cmd.begin(), cmd.end(), '\0', ' ');
+        out += " [" + stat.substr(0, stat.find(' ', stat.rfind(')') + 2)) + "] " + cmd;
     }
     return out;
 }
