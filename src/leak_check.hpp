@@ -17,6 +17,8 @@ namespace warden::detail {
 
 // A /proc file, whole up to `limit` bytes; empty if it cannot be read.
 std::string read_proc_file(const std::filesystem::path& path, std::size_t limit = 1 << 20);
+// The same, for `path` relative to the open directory `directory`.
+std::string read_proc_file_at(int directory, const char* path, std::size_t limit = 1 << 20);
 
 // The fields of /proc/<pid>/stat (or /proc/self/task/<tid>/stat) that warden reads.
 struct proc_stat {

@@ -202,22 +202,21 @@ void process_state::on_exit_ready(const boost::system::error_code& ec) {
         wait_exit();
         return;
     }
-    if (!ec)
-        end_descendants();
+    const bool group_ended = !ec && end_descendants();
     {
         std::lock_guard lock(mutex_);
-        if (ec) {
-            // The reactor cannot watch the pidfd (never seen): end the child rather than
-            // block the executor in waitpid on a live process.
+        // The reactor cannot watch the pidfd (never seen): the child is ended by the SIGKILL
+        // below rather than the executor blocked in waitpid on a live process.
+        if (ec)
             log().error("{}: cannot wait for pid {} ({}); killing it", name(), pid_, ec.message());
-            signal_group_locked(SIGKILL);
-        }
         // No child process is left when its supervisor is gone, and a leader that ended by
         // itself (`sh -c 'server & exit 0'`) or was cancelled may leave members of its group
         // running. Before reaping, the pid cannot be reused, so the group id is still this
-        // child's: they go now. Tests: "a process that exits by itself takes its background
-        // jobs with it", "cancellation reaches the children of a shell".
-        signal_group_locked(SIGKILL);
+        // child's: they go now (end_descendants did it, if it ran). Tests: "a process that
+        // exits by itself takes its background jobs with it", "cancellation reaches the
+        // children of a shell".
+        if (!group_ended)
+            signal_group_locked(SIGKILL);
         int status = 0;
         pid_t reaped;
         do
@@ -252,9 +251,9 @@ void process_state::on_exit_ready(const boost::system::error_code& ec) {
 // to die): the child's pid, hence its group id, cannot be reused meanwhile, so a process in
 // that group is surely its descendant. A cancel that comes meanwhile signals a dead leader's
 // group, which is harmless. Tests: tests/test_descendants.cpp.
-void process_state::end_descendants() {
+bool process_state::end_descendants() {
     if (!become_subreaper())
-        return;
+        return false;
     descendant_sweep sweep(pid_, lineage_);
     // Named while they run, before the group's SIGKILL below turns them into zombies.
     sweep.first_round();
@@ -268,7 +267,7 @@ void process_state::end_descendants() {
         log().warn("{}: {} descendant(s) killed but not ended within {} ms; left unreaped", name(),
                    sweep.unfinished(), descendants_budget.count());
     if (left_running_.empty())
-        return;
+        return true;
     const bool cancelled = record_->cancel_requested();
     if (log().should_log(cancelled ? spdlog::level::debug : spdlog::level::warn)) {
         std::string list;
@@ -277,6 +276,7 @@ void process_state::end_descendants() {
         log().log(cancelled ? spdlog::level::debug : spdlog::level::warn,
                   "{} (pid {}) ended and left running, killed: {}", name(), pid_, list);
     }
+    return true;
 }
 
 void process_state::request_cancel() {

@@ -166,7 +166,8 @@ class process_state : public std::enable_shared_from_this<process_state> {
     bool has_exited() const noexcept;
     void on_exit_ready(const boost::system::error_code& ec);
     // The child is dead and unreaped: its descendants still here go (descendants.hpp).
-    void end_descendants();
+    // False if it could not look for them (no subreaper), and so did not signal the group.
+    bool end_descendants();
     void arm_kill_timer();
     void maybe_finish();
     void finish();
