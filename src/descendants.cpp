@@ -90,7 +90,84 @@ int pidfd_of(pid_t pid) noexcept {
     return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
 }
 
+// True once the process behind `pidfd` is reaped here, or was reaped elsewhere (ECHILD: the
+// rest of the program reaped it, a waitpid(-1)); gone either way.
+bool reaped(int pidfd) noexcept {
+    siginfo_t info{};
+    int r;
+    do
+        r = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info,
+                     WEXITED | WNOHANG);
+    while (r == -1 && errno == EINTR);
+    return (r == 0 && info.si_pid != 0) || (r == -1 && errno == ECHILD);
+}
+
+struct killed_process {
+    pid_t pid;
+    int pidfd;
+};
+
+// The killed descendants not ended when their sweep gave up (descendants.hpp). Each is a child
+// of this program, reached only through its pidfd, so a pid reaped elsewhere and reused is
+// never waited for.
+std::mutex killed_mutex;
+std::vector<killed_process>& killed() {
+    // Never destroyed: a supervisor may end during exit's static destructors.
+    static auto* processes = new std::vector<killed_process>;
+    return *processes;
+}
+
 } // namespace
+
+void keep_killed(pid_t pid, int pidfd) noexcept {
+    try {
+        std::lock_guard lock(killed_mutex);
+        killed().push_back({pid, pidfd});
+    } catch (...) {
+        ::close(pidfd); // out of memory: left to the program
+    }
+}
+
+std::size_t reap_killed_descendants(std::chrono::milliseconds wait) noexcept {
+    using clock = std::chrono::steady_clock;
+    const auto deadline = clock::now() + wait;
+    std::vector<killed_process> taken;
+    {
+        std::lock_guard lock(killed_mutex);
+        if (killed().empty())
+            return 0;
+        taken.swap(killed());
+    }
+    for (;;) {
+        std::erase_if(taken, [](const killed_process& k) {
+            if (!reaped(k.pidfd))
+                return false;
+            ::close(k.pidfd);
+            return true;
+        });
+        const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - clock::now());
+        if (taken.empty() || left.count() <= 0)
+            break;
+        std::vector<pollfd> fds;
+        try {
+            fds.reserve(taken.size());
+        } catch (...) {
+            break;
+        }
+        for (const auto& k : taken)
+            fds.push_back({k.pidfd, POLLIN, 0});
+        if (::poll(fds.data(), fds.size(), static_cast<int>(left.count())) == 0)
+            break;
+    }
+    std::lock_guard lock(killed_mutex);
+    try {
+        killed().insert(killed().end(), taken.begin(), taken.end());
+    } catch (...) {
+        for (const auto& k : taken)
+            ::close(k.pidfd); // out of memory: left to the program
+    }
+    return killed().size();
+}
 
 bool become_subreaper() noexcept {
     std::lock_guard lock(subreaper_mutex);
@@ -162,6 +239,7 @@ std::optional<bool> descendant_sweep::attributed(pid_t pgrp, pid_t sid, pid_t pi
 }
 
 void descendant_sweep::first_round() noexcept {
+    reap_killed_descendants(std::chrono::milliseconds(0));
     round();
 }
 
@@ -232,16 +310,7 @@ void descendant_sweep::reap_pending(std::chrono::milliseconds wait) noexcept {
     if (::poll(fds.data(), fds.size(), static_cast<int>(wait.count())) <= 0)
         return;
     for (std::size_t i = fds.size(); i-- > 0;) {
-        if (fds[i].revents == 0)
-            continue;
-        siginfo_t info{};
-        int r;
-        do
-            r = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pending_[i].pidfd),
-                         &info, WEXITED | WNOHANG);
-        while (r == -1 && errno == EINTR);
-        // ECHILD: the rest of the program reaped it (a waitpid(-1)); gone all the same.
-        if ((r == 0 && info.si_pid != 0) || (r == -1 && errno == ECHILD)) {
+        if (fds[i].revents != 0 && reaped(pending_[i].pidfd)) {
             ::close(pending_[i].pidfd);
             pending_.erase(pending_.begin() + static_cast<std::ptrdiff_t>(i));
         }
@@ -272,7 +341,7 @@ void descendant_sweep::finish(std::chrono::milliseconds budget) noexcept {
     }
     unfinished_ = pending_.size();
     for (const auto& p : pending_)
-        ::close(p.pidfd);
+        keep_killed(p.pid, p.pidfd);
     pending_.clear();
 }
 

@@ -35,6 +35,16 @@ bool is_lineage_entry(const char* entry) noexcept;
 void note_child(pid_t pid);
 void forget_child(pid_t pid) noexcept;
 
+// Descendants that a sweep killed but that had not ended when its budget ran out (a process
+// the scheduler did not run in time, or one stuck in the kernel) are kept, not abandoned: each
+// later sweep reaps those that have ended since, and a supervisor's end waits for them.
+// Keeps `pid`, a child of this program that was sent SIGKILL, reached through `pidfd` (which it
+// takes), until it is reaped.
+void keep_killed(pid_t pid, int pidfd) noexcept;
+// Reaps the kept ones that have ended, waiting up to `wait` for the rest; returns how many are
+// still kept.
+std::size_t reap_killed_descendants(std::chrono::milliseconds wait) noexcept;
+
 // What was left of one child's descendants when it ended. Every process it touches is a child
 // of this program (so its pid is pinned until reaped), is reached through a pidfd opened
 // before it is examined, and is attributed to the ended child by one of: its process group
@@ -58,7 +68,8 @@ class descendant_sweep {
     // "pid 1234 (sleep 1000)" for each process found running, at most `max_named`, then
     // "and N more".
     std::vector<std::string> left_running() const;
-    // Attributed processes still not reaped after the budget (a process stuck in the kernel).
+    // Attributed processes killed but not ended within the budget: kept until they end
+    // (reap_killed_descendants).
     std::size_t unfinished() const noexcept { return unfinished_; }
 
     static constexpr std::size_t max_named = 16;

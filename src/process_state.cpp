@@ -264,8 +264,9 @@ bool process_state::end_descendants() {
     sweep.finish(descendants_budget);
     left_running_ = sweep.left_running();
     if (sweep.unfinished() > 0)
-        log().warn("{}: {} descendant(s) killed but not ended within {} ms; left unreaped", name(),
-                   sweep.unfinished(), descendants_budget.count());
+        log().warn("{}: {} descendant(s) killed but not ended within {} ms; reaped once they "
+                   "end, at the latest by the supervisor's end",
+                   name(), sweep.unfinished(), descendants_budget.count());
     if (left_running_.empty())
         return true;
     const bool cancelled = record_->cancel_requested();

@@ -61,6 +61,7 @@
 #include "child_executor.hpp"
 #include "core.hpp"
 #include "coroutine_child.hpp"
+#include "descendants.hpp"
 #include "failure_record.hpp"
 #include "log.hpp"
 #include "process_state.hpp"
@@ -1023,6 +1024,10 @@ void supervisor_core::shutdown() noexcept {
     } catch (...) {
         // Logging failed (out of memory, a broken sink): waiting above still happened.
     }
+    // A descendant its sweep killed may not have ended yet (the scheduler did not run it in
+    // time): none is left a zombie of the program once the supervisor is gone.
+    reap_killed_descendants(
+        std::min<std::chrono::milliseconds>(options_.cancel_grace, std::chrono::seconds(10)));
     // Every process has finished, but a regex wait_for_line may still be matching (a runaway
     // pattern): abandoned here, its verdicts are posted before the io_context stops.
     std::vector<std::shared_ptr<process_state>> states;

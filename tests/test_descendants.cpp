@@ -23,6 +23,7 @@
 
 #include <doctest/doctest.h>
 
+#include "descendants.hpp"
 #include "helpers.hpp"
 
 using namespace std::chrono_literals;
@@ -74,6 +75,21 @@ class watched {
     pid_t pid_;
     int fd_;
 };
+
+// `sleep 1000`, a child of this program that warden did not start.
+pid_t spawn_sleep() {
+    pid_t pid = -1;
+    char* const argv[] = {const_cast<char*>("sleep"), const_cast<char*>("1000"), nullptr};
+    REQUIRE(::posix_spawnp(&pid, "sleep", nullptr, nullptr, argv, environ) == 0);
+    return pid;
+}
+
+// Handed to warden as a descendant its sweep killed; the pid is still this child's (unreaped).
+void keep_as_killed(pid_t pid) {
+    const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+    REQUIRE(pidfd >= 0);
+    warden::detail::keep_killed(pid, pidfd);
+}
 
 pid_t grandchild_of(warden::process& p) {
     return std::stoi(p.wait_for_line_blocking("^[0-9]+$", 30s));
@@ -186,9 +202,7 @@ TEST_CASE("processes the program started itself, and their orphans, are not ward
     sup.wait();
 
     // A child of the program's own, and an orphan of another, both children of this program.
-    pid_t own = -1;
-    char* const sleep_argv[] = {const_cast<char*>("sleep"), const_cast<char*>("1000"), nullptr};
-    REQUIRE(::posix_spawnp(&own, "sleep", nullptr, nullptr, sleep_argv, environ) == 0);
+    const pid_t own = spawn_sleep();
     const watched own_watch(own);
     FILE* in = ::popen("setsid sh -c 'echo $$; exec sleep 1000 >/dev/null' &", "r");
     REQUIRE(in != nullptr);
@@ -216,4 +230,31 @@ TEST_CASE("processes the program started itself, and their orphans, are not ward
         CHECK(::waitpid(pid, &status, 0) == pid);
         CHECK(WIFSIGNALED(status));
     }
+}
+
+// A descendant that its sweep killed, but that the scheduler had not yet run to its end when
+// the sweep's budget ran out, is kept rather than left to become a zombie of the program
+// (`warden_stress --kinds descendants` at nice 19 beside two busy loops: 12 and 18 zombies
+// left in two sets of 150 runs before, none after).
+TEST_CASE("a descendant killed but not ended in time is kept, and reaped once it ends") {
+    const pid_t pid = spawn_sleep();
+    const watched sleeper(pid);
+    keep_as_killed(pid);
+    // Still running: kept, not reaped, not waited for beyond the wait given.
+    CHECK(warden::detail::reap_killed_descendants(0ms) >= 1);
+    CHECK_FALSE(sleeper.ended());
+
+    REQUIRE(::kill(pid, SIGKILL) == 0);
+    warden::detail::reap_killed_descendants(30s);
+    CHECK(sleeper.gone());
+}
+
+TEST_CASE("a supervisor's end reaps the killed descendants that had not ended") {
+    const pid_t pid = spawn_sleep();
+    const watched sleeper(pid);
+    keep_as_killed(pid);
+    REQUIRE(::kill(pid, SIGKILL) == 0);
+    { warden::supervisor sup; }
+    // Without the wait at the supervisor's end it would be a zombie of this program now.
+    CHECK(sleeper.gone());
 }
