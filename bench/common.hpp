@@ -17,6 +17,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -281,5 +283,33 @@ inline double median_of(const std::map<std::string, double>& medians, const std:
     }
     return it->second;
 }
+
+// The tracking floors' table of running children (spawn_blocking, spawn_coroutine): threaded
+// through the records (`previous`, `next`, and `self`, the table's reference), under a mutex,
+// as a supervisor keeps one. Entered at the spawn, left when the child ends.
+template <class Record>
+class tracked_table {
+  public:
+    void enter(const std::shared_ptr<Record>& record) {
+        std::lock_guard lock(mutex_);
+        record->self = record;
+        record->next = head_;
+        if (head_ != nullptr)
+            head_->previous = record.get();
+        head_ = record.get();
+    }
+    // The table's reference, for the caller to drop after the unlock.
+    std::shared_ptr<Record> leave(Record& record) {
+        std::lock_guard lock(mutex_);
+        (record.previous != nullptr ? record.previous->next : head_) = record.next;
+        if (record.next != nullptr)
+            record.next->previous = record.previous;
+        return std::move(record.self);
+    }
+
+  private:
+    std::mutex mutex_;
+    Record* head_ = nullptr;
+};
 
 } // namespace warden_bench

@@ -54,28 +54,13 @@ struct tracked_child {
 
 void raw_thread_pool_tracked() {
     asio::thread_pool pool(pool_threads());
-    std::mutex mutex;
-    tracked_child* head = nullptr;
+    tracked_table<tracked_child> table;
     std::latch done(static_cast<std::ptrdiff_t>(children));
     for (std::size_t i = 0; i < children; ++i) {
         auto child = std::make_shared<tracked_child>();
-        {
-            std::lock_guard lock(mutex);
-            child->self = child;
-            child->next = head;
-            if (head != nullptr)
-                head->previous = child.get();
-            head = child.get();
-        }
-        asio::post(pool, [&mutex, &head, &done, child] {
-            std::shared_ptr<tracked_child> table_ref;
-            {
-                std::lock_guard lock(mutex);
-                (child->previous != nullptr ? child->previous->next : head) = child->next;
-                if (child->next != nullptr)
-                    child->next->previous = child->previous;
-                table_ref = std::move(child->self);
-            }
+        table.enter(child);
+        asio::post(pool, [&table, &done, child] {
+            const auto table_ref = table.leave(*child);
             child->done.store(true, std::memory_order_release);
             done.count_down();
         });

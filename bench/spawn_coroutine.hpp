@@ -10,7 +10,6 @@
 #include <cstdlib>
 #include <exception>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <vector>
 
@@ -73,34 +72,18 @@ struct tracked_coroutine_child {
 inline void raw_co_spawn_tracked(std::size_t n) {
     asio::io_context io;
     std::size_t done = 0;
-    std::mutex mutex;
-    tracked_coroutine_child* head = nullptr;
+    tracked_table<tracked_coroutine_child> table;
     for (std::size_t i = 0; i < n; ++i) {
         auto child = std::make_shared<tracked_coroutine_child>();
-        {
-            std::lock_guard lock(mutex);
-            child->self = child;
-            child->next = head;
-            if (head != nullptr)
-                head->previous = child.get();
-            head = child.get();
-        }
+        table.enter(child);
         auto slot = child->cancel.slot();
-        asio::co_spawn(
-            io, trivial_child(),
-            asio::bind_cancellation_slot(
-                slot, [&done, &mutex, &head, child = std::move(child)](std::exception_ptr) {
-                    child->cancel.slot().clear();
-                    std::shared_ptr<tracked_coroutine_child> table_ref;
-                    {
-                        std::lock_guard lock(mutex);
-                        (child->previous != nullptr ? child->previous->next : head) = child->next;
-                        if (child->next != nullptr)
-                            child->next->previous = child->previous;
-                        table_ref = std::move(child->self);
-                    }
-                    ++done;
-                }));
+        asio::co_spawn(io, trivial_child(),
+                       asio::bind_cancellation_slot(
+                           slot, [&done, &table, child = std::move(child)](std::exception_ptr) {
+                               child->cancel.slot().clear();
+                               const auto table_ref = table.leave(*child);
+                               ++done;
+                           }));
     }
     io.run();
     if (done != n)

@@ -102,18 +102,37 @@ bool reaped(int pidfd) noexcept {
     return (r == 0 && info.si_pid != 0) || (r == -1 && errno == ECHILD);
 }
 
-struct killed_process {
-    pid_t pid;
-    int pidfd;
-};
+// Reaps and forgets those of `children` that have ended.
+void reap_ended(std::vector<child_by_pidfd>& children) noexcept {
+    std::erase_if(children, [](const child_by_pidfd& c) {
+        if (!reaped(c.pidfd))
+            return false;
+        ::close(c.pidfd);
+        return true;
+    });
+}
+
+// Waits up to `wait` for one of `children` to end; false if none did.
+bool wait_for_an_end(const std::vector<child_by_pidfd>& children,
+                     std::chrono::milliseconds wait) noexcept {
+    std::vector<pollfd> fds;
+    try {
+        fds.reserve(children.size());
+    } catch (...) {
+        return false;
+    }
+    for (const auto& c : children)
+        fds.push_back({c.pidfd, POLLIN, 0});
+    return ::poll(fds.data(), fds.size(), static_cast<int>(wait.count())) > 0;
+}
 
 // The killed descendants not ended when their sweep gave up (descendants.hpp). Each is a child
 // of this program, reached only through its pidfd, so a pid reaped elsewhere and reused is
 // never waited for.
 std::mutex killed_mutex;
-std::vector<killed_process>& killed() {
+std::vector<child_by_pidfd>& killed() {
     // Never destroyed: a supervisor may end during exit's static destructors.
-    static auto* processes = new std::vector<killed_process>;
+    static auto* processes = new std::vector<child_by_pidfd>;
     return *processes;
 }
 
@@ -131,7 +150,7 @@ void keep_killed(pid_t pid, int pidfd) noexcept {
 std::size_t reap_killed_descendants(std::chrono::milliseconds wait) noexcept {
     using clock = std::chrono::steady_clock;
     const auto deadline = clock::now() + wait;
-    std::vector<killed_process> taken;
+    std::vector<child_by_pidfd> taken;
     {
         std::lock_guard lock(killed_mutex);
         if (killed().empty())
@@ -139,24 +158,9 @@ std::size_t reap_killed_descendants(std::chrono::milliseconds wait) noexcept {
         taken.swap(killed());
     }
     for (;;) {
-        std::erase_if(taken, [](const killed_process& k) {
-            if (!reaped(k.pidfd))
-                return false;
-            ::close(k.pidfd);
-            return true;
-        });
+        reap_ended(taken);
         const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - clock::now());
-        if (taken.empty() || left.count() <= 0)
-            break;
-        std::vector<pollfd> fds;
-        try {
-            fds.reserve(taken.size());
-        } catch (...) {
-            break;
-        }
-        for (const auto& k : taken)
-            fds.push_back({k.pidfd, POLLIN, 0});
-        if (::poll(fds.data(), fds.size(), static_cast<int>(left.count())) == 0)
+        if (taken.empty() || left.count() <= 0 || !wait_for_an_end(taken, left))
             break;
     }
     std::lock_guard lock(killed_mutex);
@@ -250,7 +254,7 @@ bool descendant_sweep::round() noexcept {
         for (const pid_t pid : child_processes()) {
             if (pid == child_ || is_noted(pid) ||
                 std::any_of(pending_.begin(), pending_.end(),
-                            [pid](const pending& p) { return p.pid == pid; }))
+                            [pid](const child_by_pidfd& p) { return p.pid == pid; }))
                 continue;
             // Opened before the process is looked at: every action below goes through it, so
             // a pid that is reaped elsewhere and reused meanwhile is never hit.
@@ -299,22 +303,8 @@ bool descendant_sweep::round() noexcept {
 }
 
 void descendant_sweep::reap_pending(std::chrono::milliseconds wait) noexcept {
-    std::vector<pollfd> fds;
-    try {
-        fds.reserve(pending_.size());
-    } catch (...) {
-        return;
-    }
-    for (const auto& p : pending_)
-        fds.push_back({p.pidfd, POLLIN, 0});
-    if (::poll(fds.data(), fds.size(), static_cast<int>(wait.count())) <= 0)
-        return;
-    for (std::size_t i = fds.size(); i-- > 0;) {
-        if (fds[i].revents != 0 && reaped(pending_[i].pidfd)) {
-            ::close(pending_[i].pidfd);
-            pending_.erase(pending_.begin() + static_cast<std::ptrdiff_t>(i));
-        }
-    }
+    if (wait_for_an_end(pending_, wait))
+        reap_ended(pending_);
 }
 
 void descendant_sweep::finish(std::chrono::milliseconds budget) noexcept {

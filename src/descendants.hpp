@@ -35,6 +35,13 @@ bool is_lineage_entry(const char* entry) noexcept;
 void note_child(pid_t pid);
 void forget_child(pid_t pid) noexcept;
 
+// A child of this program, reached only through a pidfd opened while it was known to be one:
+// a pid reaped elsewhere and reused is never signalled or waited for.
+struct child_by_pidfd {
+    pid_t pid;
+    int pidfd;
+};
+
 // Descendants that a sweep killed but that had not ended when its budget ran out (a process
 // the scheduler did not run in time, or one stuck in the kernel) are kept, not abandoned: each
 // later sweep reaps those that have ended since, and a supervisor's end waits for them.
@@ -75,10 +82,6 @@ class descendant_sweep {
     static constexpr std::size_t max_named = 16;
 
   private:
-    struct pending {
-        pid_t pid;
-        int pidfd;
-    };
     // One look at this program's children; true if it found something attributed.
     bool round() noexcept;
     void reap_pending(std::chrono::milliseconds wait) noexcept;
@@ -95,7 +98,7 @@ class descendant_sweep {
     std::vector<pid_t> seen_;
     std::vector<std::string> named_;
     std::size_t unnamed_ = 0;
-    std::vector<pending> pending_;
+    std::vector<child_by_pidfd> pending_;
     std::size_t unfinished_ = 0;
     bool undecided_ = false; // the last round met a process it could not tell about
 };
