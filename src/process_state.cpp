@@ -149,6 +149,10 @@ void process_state::on_read(pipe_reader& r, const boost::system::error_code& ec,
         drain(r);
     r.reading = false;
     close_watched(r.pipe);
+    // The supervisor keeps a finished process until its own end (the caller's `process&`
+    // stays valid): without this, each one it ever ran would keep its 16 KiB read buffer.
+    // Test: "a finished process keeps no read buffer".
+    std::vector<char>().swap(r.buffer);
     maybe_finish();
 }
 

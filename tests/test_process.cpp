@@ -19,6 +19,7 @@
 #include <vector>
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -220,6 +221,33 @@ TEST_CASE("a 10 MB writer neither blocks nor grows memory past the tail") {
     const auto tail = p.output_tail();
     CHECK(tail.size() == 64);
     CHECK(tail.back() == "done");
+}
+
+TEST_CASE("a finished process keeps no read buffer") {
+    // The supervisor keeps every process it ran until its own end, so that the `process&` it
+    // returned stays valid: what each one keeps is what a long-lived supervisor grows by.
+    // glibc's count of the heap in use; the sanitizers' allocators do not report to it.
+    if (warden_test::sanitized_build)
+        return;
+    warden::supervisor sup{{.capture = warden::capture::location}};
+    auto run_one = [&] {
+        sup.spawn_process({.argv = {"/bin/true"}});
+        sup.wait();
+    };
+    run_one(); // the first process's one-off allocations: the logger, the subreaper, the pool
+    const auto in_use = [] {
+        const auto m = ::mallinfo2();
+        return m.uordblks + m.hblkhd;
+    };
+    const std::size_t before = in_use();
+    constexpr std::size_t processes = 50;
+    for (std::size_t i = 0; i < processes; ++i)
+        run_one();
+    const std::size_t after = in_use();
+    // About 2.3 KiB each (name, argv, record, empty tail); the 16 KiB read buffer made 18.7.
+    const std::size_t per_process = after > before ? (after - before) / processes : 0;
+    INFO("bytes kept per finished process: " << per_process);
+    CHECK(per_process < 8 * 1024);
 }
 
 TEST_CASE("a 10 MB line without a newline is cut, not kept whole") {
