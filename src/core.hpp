@@ -129,9 +129,12 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
         std::shared_ptr<failure_record> record;
         std::vector<std::shared_ptr<failure_record>> later; // the first failure's suppressed ones
         std::vector<std::string> stragglers;
+        std::size_t later_not_kept = 0; // older suppressed ones let go (failure_ledger)
 
         // Without a lock: it may symbolise.
-        failure_report write() const { return write_report(*record, later, stragglers); }
+        failure_report write() const {
+            return write_report(*record, later, stragglers, later_not_kept);
+        }
     };
     enum class verdict { keep_waiting, finished, throw_error };
     struct step {
@@ -139,6 +142,8 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
         std::vector<report_draft> reports;             // for throw_error
         bool group = false;                            // throw failure_group(reports)
         std::chrono::steady_clock::time_point wake_at; // for keep_waiting
+        // Failures the ledger let go: destroyed with the step, after the unlock.
+        std::vector<std::shared_ptr<failure_record>> let_go;
     };
     // Throws what a throw_error step decided. Call without the lock.
     [[noreturn]] void throw_failure(step s);

@@ -4,6 +4,8 @@
 #include <list>
 #include <unordered_map>
 
+#include <fmt/format.h>
+
 #include "core.hpp"
 #include "registry.hpp"
 #include "stack.hpp"
@@ -122,12 +124,17 @@ std::shared_ptr<failure_record> make_newest(const std::shared_ptr<failure_record
 
 failure_report write_report(failure_record& r,
                             const std::vector<std::shared_ptr<failure_record>>& later,
-                            const std::vector<std::string>& stragglers) {
+                            const std::vector<std::string>& stragglers,
+                            std::size_t later_not_kept) {
     write_what_and_type(r);
     write_stacks(r);
     failure_report out = copy_report(r);
     if (r.passed_up_from)
         out.inner = report_for_record(*r.passed_up_from);
+    if (later_not_kept > 0)
+        out.suppressed.push_back(
+            fmt::format("... {} earlier failure{}, already thrown by a wait, no longer kept",
+                        later_not_kept, later_not_kept == 1 ? "" : "s"));
     for (const auto& l : later) {
         write_what_and_type(*l);
         // One line each, even when what() has several (a process's output tail).
@@ -158,7 +165,7 @@ std::shared_ptr<const failure_report> report_for_record(failure_record& r) {
         for (const auto& weak : thrown->later)
             if (auto l = weak.lock())
                 later.push_back(std::move(l));
-        return write_report(r, later, thrown->stragglers);
+        return write_report(r, later, thrown->stragglers, thrown->later_not_kept);
     });
 }
 

@@ -35,7 +35,6 @@ struct failure_record {
     // The failure of the child this one's exception object came up from (a nested
     // supervisor's, or a task this child awaited): its report becomes this report's `inner`.
     std::shared_ptr<failure_record> passed_up_from;
-    bool observed = false; // thrown by a wait; guarded by the supervisor's mutex
 
     // What the wait that threw this failure knew: the failures after it and the children
     // still running. report_for() gives the report with them once a wait has thrown it. Weak:
@@ -44,6 +43,7 @@ struct failure_record {
     // so it is kept at least as long as this one was before the wait threw it.
     struct as_thrown {
         std::vector<std::weak_ptr<failure_record>> later;
+        std::size_t later_not_kept = 0;
         std::vector<std::string> stragglers;
     };
 
@@ -59,11 +59,13 @@ struct failure_record {
     std::shared_ptr<const failure_report> written_as_thrown; // under `mutex`
 };
 
-// The report of `r`, with the first line of each of `later` as its suppressed failures and
-// `stragglers` as the children still running. Call without a lock held: it may symbolise.
+// The report of `r`, with the first line of each of `later` as its suppressed failures (after
+// one line counting the `later_not_kept` older ones, if any) and `stragglers` as the children
+// still running. Call without a lock held: it may symbolise.
 failure_report write_report(failure_record& r,
                             const std::vector<std::shared_ptr<failure_record>>& later = {},
-                            const std::vector<std::string>& stragglers = {});
+                            const std::vector<std::string>& stragglers = {},
+                            std::size_t later_not_kept = 0);
 // The report of `r` as it failed, written once and kept: what the log prints.
 std::shared_ptr<const failure_report> kept_report(failure_record& r);
 // What report_for() gives for `r`: the report as thrown by a wait if one threw it, else as

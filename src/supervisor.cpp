@@ -686,8 +686,10 @@ supervisor_core::report_draft
 supervisor_core::draft_locked(const std::shared_ptr<failure_record>& r,
                               bool with_stragglers) const {
     report_draft d{r, {}, {}};
-    if (r == ledger_.first())
+    if (r == ledger_.first()) {
         d.later.assign(std::next(ledger_.all().begin()), ledger_.all().end());
+        d.later_not_kept = ledger_.not_kept();
+    }
     if (!with_stragglers)
         return d;
     // Bounded: a report must stay readable, and building it is on the parent's wake-up path.
@@ -721,9 +723,8 @@ supervisor_core::step supervisor_core::evaluate(std::unique_lock<std::mutex>&,
     const bool fail_fast = options_.policy == policy::fail_fast;
     auto first_unobserved = [&] { return ledger_.first_unobserved(fail_fast); };
     auto throw_first_unobserved = [&](bool gave_up_waiting) -> step {
-        const auto& r = *first_unobserved();
-        r->observed = true;
-        step s{verdict::throw_error, {}, false, {}};
+        step s{verdict::throw_error, {}, false, {}, {}};
+        const auto r = ledger_.observe_next(s.let_go);
         s.reports.push_back(draft_locked(r, gave_up_waiting));
         return s;
     };
@@ -735,23 +736,20 @@ supervisor_core::step supervisor_core::evaluate(std::unique_lock<std::mutex>&,
             return throw_first_unobserved(false);
         if (now >= failure_deadline_locked() || now >= deadline)
             return throw_first_unobserved(true);
-        return {verdict::keep_waiting, {}, false, std::min(failure_deadline_locked(), deadline)};
+        return {
+            verdict::keep_waiting, {}, false, std::min(failure_deadline_locked(), deadline), {}};
     }
     if (!table_.running().empty())
-        return {verdict::keep_waiting, {}, false, deadline};
+        return {verdict::keep_waiting, {}, false, deadline, {}};
     if (unobserved) {
         // Only what no wait has thrown yet: a failure is thrown once.
-        step s{verdict::throw_error, {}, true, {}};
-        for (const auto& r : ledger_.all()) {
-            if (r->observed)
-                continue;
-            r->observed = true;
+        step s{verdict::throw_error, {}, true, {}, {}};
+        for (const auto& r : ledger_.observe_rest(s.let_go))
             s.reports.push_back(draft_locked(r, false));
-        }
         return s;
     }
     // wait_until keeps waiting on its predicate: until the deadline, not a moment in the past.
-    return {verdict::finished, {}, false, deadline};
+    return {verdict::finished, {}, false, deadline, {}};
 }
 
 void supervisor_core::throw_failure(step s) {
@@ -764,8 +762,9 @@ void supervisor_core::throw_failure(step s) {
         // stragglers) is written when report_for first asks for it.
         auto& draft = s.reports.front();
         auto error = draft.record->report.error;
-        remember_thrown(draft.record,
-                        {{draft.later.begin(), draft.later.end()}, std::move(draft.stragglers)});
+        remember_thrown(draft.record, {{draft.later.begin(), draft.later.end()},
+                                       draft.later_not_kept,
+                                       std::move(draft.stragglers)});
         std::rethrow_exception(error);
     }
     std::vector<failure_report> reports;

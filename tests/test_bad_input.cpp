@@ -212,6 +212,62 @@ TEST_CASE("bad input: 10k children failing at the same instant give one first fa
     logger->set_level(level);
 }
 
+TEST_CASE("bad input: a collect supervisor that fails forever keeps a bounded number of failures") {
+    // A service loop under collect: each failure is thrown by the wait that follows it. Past
+    // 1024, the oldest already thrown are let go (the first never), and counted.
+    constexpr int count = 1100;
+    constexpr std::size_t kept_later = 1024;
+    warden::supervisor{}.spawn([] {}).get();
+    auto logger = spdlog::get("warden");
+    const auto level = logger->level();
+    logger->set_level(spdlog::level::off);
+    warden::supervisor sup{
+        {.policy = warden::policy::collect, .capture = warden::capture::location}};
+    for (int i = 0; i < count; ++i) {
+        sup.spawn([i] { throw std::runtime_error("failure " + std::to_string(i)); });
+        CHECK_THROWS_AS(sup.wait(), warden::failure_group);
+    }
+    logger->set_level(level);
+    const auto all = sup.failures();
+    REQUIRE(all.size() == 1 + kept_later);
+    CHECK(all.front().what == "failure 0");
+    CHECK(all[1].what == "failure " + std::to_string(count - kept_later));
+    CHECK(all.back().what == "failure " + std::to_string(count - 1));
+    const auto first = sup.first_failure();
+    REQUIRE(first);
+    REQUIRE(first->suppressed.size() == 1 + kept_later);
+    CHECK(first->suppressed.front() ==
+          fmt::format("... {} earlier failures, already thrown by a wait, no longer kept",
+                      count - 1 - kept_later));
+    CHECK(first->suppressed.back().find("failure " + std::to_string(count - 1)) !=
+          std::string::npos);
+}
+
+TEST_CASE("bad input: failures no wait has thrown yet are never let go") {
+    constexpr int count = 1100;
+    warden::supervisor{}.spawn([] {}).get();
+    auto logger = spdlog::get("warden");
+    const auto level = logger->level();
+    logger->set_level(spdlog::level::off);
+    warden::supervisor sup{
+        {.policy = warden::policy::collect, .capture = warden::capture::location}};
+    for (int i = 0; i < count; ++i)
+        sup.spawn([i] { throw std::runtime_error("failure " + std::to_string(i)); });
+    try {
+        sup.wait();
+        FAIL("wait() returned");
+    } catch (const warden::failure_group& group) {
+        REQUIRE(group.reports().size() == static_cast<std::size_t>(count));
+        std::set<std::string> whats;
+        for (const auto& r : group.reports())
+            whats.insert(r.what);
+        CHECK(whats.size() == static_cast<std::size_t>(count)); // each exactly once
+    }
+    logger->set_level(level);
+    // Thrown now, all of them: the oldest later ones go, the first stays.
+    CHECK(sup.failures().size() == 1 + 1024);
+}
+
 TEST_CASE("bad input: a child that never honours cancellation is waited for and logged") {
     std::latch release(1);
     auto logger = warden_logger();
