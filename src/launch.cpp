@@ -212,6 +212,45 @@ bool is_origin_entry(const char* entry) noexcept {
            entry[origin_variable.size()] == '=';
 }
 
+too_long_input exec_too_long(const launch_plan& plan, const std::vector<std::string>& argv,
+                             const std::string& origin_entry, const std::string& lineage_entry) {
+    // The kernel's bound on one string, its NUL included (MAX_ARG_STRLEN: 32 pages).
+    const std::size_t max_string = 32 * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    for (std::size_t i = 0; i < argv.size(); ++i)
+        if (argv[i].size() + 1 > max_string)
+            return {fmt::format("argv[{}]", i),
+                    fmt::format("argv[{}] is {} bytes; exec takes at most {} bytes an argument", i,
+                                argv[i].size(), max_string - 1)};
+    std::vector<std::string_view> env;
+    if (plan.replace_env)
+        env.assign(plan.env.begin(), plan.env.end());
+    else
+        for (char** e = environ; *e != nullptr; ++e)
+            env.emplace_back(*e);
+    if (!origin_entry.empty())
+        env.emplace_back(origin_entry);
+    if (!lineage_entry.empty())
+        env.emplace_back(lineage_entry);
+    for (const auto entry : env)
+        if (entry.size() + 1 > max_string)
+            return {"env",
+                    fmt::format("environment variable {} is {} bytes; exec takes at most {} bytes "
+                                "a variable",
+                                entry.substr(0, std::min<std::size_t>(entry.find('='), 64)),
+                                entry.size(), max_string - 1)};
+    auto bytes = [](const auto& strings) {
+        std::size_t total = 0;
+        for (const auto& s : strings)
+            total += s.size() + 1 + sizeof(char*);
+        return total;
+    };
+    return {"argv",
+            fmt::format("argv ({} arguments, {} bytes) and the environment ({} variables, {} "
+                        "bytes), a pointer each included, exceed exec's limit of {} bytes "
+                        "(sysconf(_SC_ARG_MAX): a quarter of the stack's size limit)",
+                        argv.size(), bytes(argv), env.size(), bytes(env), ::sysconf(_SC_ARG_MAX))};
+}
+
 int launch(const launch_plan& plan, const std::vector<std::string>& argv, int output_fd, int& pid,
            const std::string& origin_entry, const std::string& lineage_entry) {
     std::vector<char*> args;

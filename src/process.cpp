@@ -240,13 +240,19 @@ process& supervisor::spawn_process(process_options options, std::source_location
     // Before the first child starts, so that none of its orphans goes to init.
     detail::become_subreaper();
     std::string lineage = detail::new_lineage_token();
+    const std::string lineage_entry = detail::lineage_entry(lineage);
     int pid = -1;
-    if (const int err = detail::launch(plan, options.argv, output.write.get(), pid, origin,
-                                       detail::lineage_entry(lineage))) {
+    if (const int err =
+            detail::launch(plan, options.argv, output.write.get(), pid, origin, lineage_entry)) {
         // Passed the checks but exec still failed: a bad #! interpreter, a file removed
-        // meanwhile, ENOEXEC, EAGAIN. glibc has reaped the failed child.
+        // meanwhile, ENOEXEC, EAGAIN, E2BIG. glibc has reaped the failed child.
         detail::end_failed_spawn(*core_, *record);
-        throw spawn_error(std::error_code(err, std::system_category()), "argv[0]",
+        const std::error_code code(err, std::system_category());
+        if (err == E2BIG) {
+            auto too_long = detail::exec_too_long(plan, options.argv, origin, lineage_entry);
+            throw spawn_error(code, std::move(too_long.argument), too_long.detail);
+        }
+        throw spawn_error(code, "argv[0]",
                           fmt::format("program `{}` could not be executed", plan.program));
     }
     output.write.reset();

@@ -229,6 +229,14 @@ launch_plan plan_launch(const process_options& options);
 // place of any WARDEN_LINEAGE. Returns 0 or the errno.
 int launch(const launch_plan& plan, const std::vector<std::string>& argv, int output_fd, int& pid,
            const std::string& origin_entry = {}, const std::string& lineage_entry = {});
+// What to say when launch() returned E2BIG: the argument or variable longer than exec takes,
+// or else the sizes of argv and the environment against exec's limit.
+struct too_long_input {
+    std::string argument; // "argv[i]", "env" or "argv"
+    std::string detail;
+};
+too_long_input exec_too_long(const launch_plan& plan, const std::vector<std::string>& argv,
+                             const std::string& origin_entry, const std::string& lineage_entry);
 // The "WARDEN_ORIGIN=<value>" entry for a child `record` just admitted by `core`; empty when
 // out of memory (the child then goes without, rather than the admitted record being lost).
 std::string origin_entry(const supervisor_core& core, const child_record& record) noexcept;

@@ -29,6 +29,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/system/system_error.hpp>
 
+#include <fmt/format.h>
 #include <spdlog/sinks/ringbuffer_sink.h>
 
 #include <doctest/doctest.h>
@@ -789,6 +790,41 @@ TEST_CASE("spawn_error: an empty environment variable name") {
     auto e = spawn_error_of<warden::spawn_error>({.argv = {"true"}, .env = {{{"", "1"}}}});
     CHECK(e.argument() == "env");
     CHECK(e.code() == std::errc::invalid_argument);
+}
+
+TEST_CASE("spawn_error: an argument longer than exec takes names that argument") {
+    // Exec refuses one string over 32 pages (MAX_ARG_STRLEN) with E2BIG, whatever the total.
+    auto e = spawn_error_of<warden::spawn_error>(
+        {.argv = {"/bin/echo", "short", std::string(1 << 20, 'x')}});
+    CHECK(e.argument() == "argv[2]");
+    CHECK(e.code() == std::errc::argument_list_too_long);
+    CHECK(contains(e.what(), "argv[2] is 1048576 bytes"));
+}
+
+TEST_CASE("spawn_error: an environment variable longer than exec takes names the variable") {
+    auto e = spawn_error_of<warden::spawn_error>(
+        {.argv = {"/bin/true"}, .env = {{{"HUGE", std::string(1 << 20, 'x')}}}});
+    CHECK(e.argument() == "env");
+    CHECK(e.code() == std::errc::argument_list_too_long);
+    CHECK(contains(e.what(), "environment variable HUGE is"));
+}
+
+TEST_CASE("spawn_error: argv over exec's total limit gives the sizes and the limit") {
+    // Each argument short, all of them together more than a quarter of the stack limit.
+    const auto limit = static_cast<std::size_t>(::sysconf(_SC_ARG_MAX));
+    if (limit > (64u << 20)) {
+        MESSAGE("stack size limit unlimited or huge: exec's argument limit is not ARG_MAX");
+        return;
+    }
+    std::vector<std::string> argv{"/bin/true"};
+    const std::string arg(1000, 'a');
+    while (argv.size() * (arg.size() + 1) <= limit)
+        argv.push_back(arg);
+    auto e = spawn_error_of<warden::spawn_error>({.argv = argv});
+    CHECK(e.argument() == "argv");
+    CHECK(e.code() == std::errc::argument_list_too_long);
+    CHECK(contains(e.what(), fmt::format("argv ({} arguments", argv.size())));
+    CHECK(contains(e.what(), fmt::format("exec's limit of {} bytes", limit)));
 }
 
 TEST_CASE("spawn_error: a script whose interpreter is missing fails at spawn") {
