@@ -64,13 +64,32 @@ namespace {
 using detail::line_waiter;
 using detail::process_state;
 
+// A std::regex_error (same code, caught the same way) whose what() names the pattern:
+// std::regex's own says only what is wrong ("Mismatched '(' and ')' in regular expression").
+class bad_pattern : public std::regex_error {
+  public:
+    bad_pattern(const std::regex_error& e, std::string_view pattern)
+        : std::regex_error(e.code())
+        , what_(fmt::format("warden: process::wait_for_line: pattern `{}` is not a valid "
+                            "regular expression (ECMAScript): {}",
+                            pattern, e.what())) {}
+    const char* what() const noexcept override { return what_.c_str(); }
+
+  private:
+    std::string what_;
+};
+
 std::shared_ptr<line_waiter> make_waiter(std::string_view pattern) {
     // The common readiness pattern is a plain word: a substring search gives the same answer
     // as std::regex, at once and on any line.
     if (detail::is_plain_pattern(pattern))
         return std::make_shared<line_waiter>(std::string(pattern));
-    return std::make_shared<line_waiter>(std::regex(pattern.begin(), pattern.end()),
-                                         std::string(pattern));
+    try {
+        return std::make_shared<line_waiter>(std::regex(pattern.begin(), pattern.end()),
+                                             std::string(pattern));
+    } catch (const std::regex_error& e) {
+        throw bad_pattern(e, pattern);
+    }
 }
 
 std::shared_ptr<line_waiter> make_waiter(std::regex pattern) {

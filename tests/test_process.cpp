@@ -998,6 +998,19 @@ TEST_CASE(
     CHECK_THROWS_AS(sup.wait(), warden::failure_group);
 }
 
+TEST_CASE("wait_for_line with a pattern that is not a regex throws regex_error naming it") {
+    warden::supervisor sup;
+    auto& p = sup.spawn_process({.argv = {"/bin/echo", "ready"}});
+    try {
+        p.wait_for_line_blocking("ready (port", 5s);
+        FAIL("no throw");
+    } catch (const std::regex_error& e) {
+        CHECK(e.code() == std::regex_constants::error_paren);
+        CHECK(contains(e.what(), "pattern `ready (port` is not a valid regular expression"));
+    }
+    sup.wait(); // the bad pattern failed the wait, not the process
+}
+
 TEST_CASE("a pattern without regex metacharacters is matched as a substring, as std::regex would") {
     using warden::detail::is_plain_pattern;
     CHECK(is_plain_pattern("listening on port 8080"));
