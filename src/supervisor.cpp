@@ -935,6 +935,20 @@ process& supervisor_core::own_process(std::unique_ptr<process> p,
 // of an inner supervisor on the child's executor").
 void supervisor_core::wait_for_children_to_end(std::unique_lock<std::mutex>& lock) {
     const auto here = thread_of(host_.executor());
+    // The child that runs this destructor cannot end before the destructor returns, and the
+    // supervisor cannot end before its children: a wait here would never end (it warned once
+    // a second, forever). As for the I/O thread below, the program ends, saying why. Tests:
+    // "destroying a supervisor from inside its own thread child ends the program, naming it",
+    // and its coroutine twin (tests/test_forked.cpp).
+    if (child_record* self = current_child();
+        self != nullptr && self->owner_.get() == this && !self->done()) {
+        log().critical("{}: destroyed from inside its own child {} ({}, spawned at {}:{}); a "
+                       "supervisor cannot wait for the child that destroys it, nor end before "
+                       "it",
+                       options_.name, self->name_, to_string(self->kind_),
+                       self->where().file_name(), self->where().line());
+        std::terminate();
+    }
     if (on_own_io_thread() && !table_.running().empty()) {
         log().critical("{}: destroyed from its own I/O thread with {} children running; they "
                        "cannot end while it waits for them",
@@ -970,9 +984,10 @@ void supervisor_core::wait_for_children_to_end(std::unique_lock<std::mutex>& loc
                     break;
                 }
             }
-            log().warn("{}: destructor waits for {} child{} that ignore cancellation:{}",
-                       options_.name, table_.running().size(),
-                       table_.running().size() == 1 ? "" : "ren", names);
+            const bool one = table_.running().size() == 1;
+            log().warn("{}: destructor waits for {} child{} that ignore{} cancellation:{}",
+                       options_.name, table_.running().size(), one ? "" : "ren", one ? "s" : "",
+                       names);
             warn_at = deadline_after(warn_every, now);
         }
         if (here.io != nullptr && !strand_bound && !here.io->stopped()) {

@@ -274,7 +274,7 @@ TEST_CASE("bad input: a child that never honours cancellation is waited for and 
     REQUIRE(logger != nullptr);
     // The destructor's warning is what lets the straggler go: it must come while the
     // destructor is still waiting.
-    auto sink = std::make_shared<watching_sink>("ignore cancellation: stubborn",
+    auto sink = std::make_shared<watching_sink>("ignores cancellation: stubborn",
                                                 [&] { release.count_down(); });
     logger->sinks().push_back(sink);
     std::atomic<bool> finished{false};
@@ -419,7 +419,7 @@ TEST_CASE("bad input: cancel_grace = 0 makes the destructor warn once, not in a 
     REQUIRE(logger != nullptr);
     std::latch release(1);
     std::atomic<int> warnings{0};
-    auto sink = std::make_shared<watching_sink>("ignore cancellation: stubborn", [&] {
+    auto sink = std::make_shared<watching_sink>("ignores cancellation: stubborn", [&] {
         if (warnings.fetch_add(1) == 0)
             release.count_down();
     });

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -18,6 +19,9 @@
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
 
 #include <doctest/doctest.h>
 
@@ -208,6 +212,44 @@ TEST_CASE("a forked child's stack overflow reports SIGSEGV instead of hanging") 
     CHECK(e.signal() == SIGSEGV);
     CHECK(contains(e.crash_stack(), "recurse_in_forked_worker"));
     CHECK(clock_type::now() - start < 30s);
+}
+
+// A supervisor destroyed by its own child can neither wait for that child nor end before it:
+// the program ends, and says why. Run in a forked child, whose SIGABRT the test then sees.
+bool names_the_destroyer(const std::vector<std::string>& tail, const std::string& kind) {
+    return std::any_of(tail.begin(), tail.end(), [&](const std::string& line) {
+        return contains(line, "doomed: destroyed from inside its own child destroyer (" + kind);
+    });
+}
+
+TEST_CASE("destroying a supervisor from inside its own thread child ends the program, naming it") {
+    auto e = failure_of<warden::process_crashed>([] {
+        std::optional<warden::supervisor> doomed;
+        doomed.emplace(warden::supervisor_options{.name = "doomed"});
+        doomed->spawn([&doomed] { doomed.reset(); }, {.name = "destroyer"});
+        for (;;)
+            ::pause(); // the program ends from the child
+    });
+    CHECK(e.signal() == SIGABRT);
+    CHECK(names_the_destroyer(e.output_tail(), "thread"));
+}
+
+TEST_CASE("destroying a supervisor from inside its own coroutine child ends the program, naming "
+          "it") {
+    auto e = failure_of<warden::process_crashed>([] {
+        boost::asio::io_context io;
+        std::optional<warden::supervisor> doomed;
+        doomed.emplace(io.get_executor(), warden::supervisor_options{.name = "doomed"});
+        doomed->spawn(
+            [&doomed]() -> boost::asio::awaitable<void> {
+                doomed.reset();
+                co_return;
+            },
+            {.name = "destroyer"});
+        io.run();
+    });
+    CHECK(e.signal() == SIGABRT);
+    CHECK(names_the_destroyer(e.output_tail(), "coroutine"));
 }
 
 TEST_CASE("a forked child's stdout and stderr are captured") {
