@@ -933,6 +933,56 @@ process& supervisor_core::own_process(std::unique_ptr<process> p,
 // block them: an inner supervisor made on a coroutine child's executor is destroyed there
 // when the outer one cancels that child (test: "nested: an outer failure reaches the leaves
 // of an inner supervisor on the child's executor").
+namespace {
+
+asio::io_context* io_context_of(const asio::any_io_executor& executor) noexcept {
+    using io_executor = asio::io_context::executor_type;
+    if (const auto* e = executor.target<io_executor>())
+        return &e->context();
+    if (const auto* s = executor.target<asio::strand<io_executor>>())
+        return &s->get_inner_executor().context();
+    if (const auto* s = executor.target<asio::strand<asio::any_io_executor>>())
+        return io_context_of(s->get_inner_executor());
+    return nullptr;
+}
+
+// Tells whether anything runs an executor's handlers, for the destructor's warning: a handler
+// posted to it that has not run a second later means nothing does (or it is swamped).
+class context_probe {
+  public:
+    void post(const asio::any_io_executor& executor) noexcept {
+        try {
+            auto ran = std::make_shared<std::atomic<bool>>(false);
+            asio::post(executor, [ran] { ran->store(true, std::memory_order_release); });
+            ran_ = std::move(ran);
+            posted_at_ = clock_type::now();
+        } catch (...) {
+            ran_.reset(); // no memory: no diagnosis
+        }
+    }
+    bool ran() const noexcept { return !ran_ || ran_->load(std::memory_order_acquire); }
+
+    // Empty when the executor's handlers run, as far as can be told.
+    std::string why_stalled(const asio::any_io_executor& executor, clock_type::time_point now) {
+        if (asio::io_context* io = io_context_of(executor); io != nullptr && io->stopped())
+            return "its io_context is stopped, and coroutine children and processes end in its "
+                   "handlers: they end once it runs again (keep it running until the supervisor "
+                   "is destroyed)";
+        if (ran() || now - posted_at_ < std::chrono::seconds(1))
+            return {};
+        return fmt::format("a handler posted to its executor {} ago has not run: nothing runs it, "
+                           "and coroutine children and processes end in its handlers (keep it "
+                           "running until the supervisor is destroyed)",
+                           format_running_for(now - posted_at_));
+    }
+
+  private:
+    std::shared_ptr<std::atomic<bool>> ran_;
+    clock_type::time_point posted_at_;
+};
+
+} // namespace
+
 void supervisor_core::wait_for_children_to_end(std::unique_lock<std::mutex>& lock) {
     const auto here = thread_of(host_.executor());
     // The child that runs this destructor cannot end before the destructor returns, and the
@@ -973,11 +1023,19 @@ void supervisor_core::wait_for_children_to_end(std::unique_lock<std::mutex>& loc
     const auto grace = cancel_grace();
     const auto warn_every = std::max<clock_type::duration>(grace, std::chrono::seconds(1));
     auto warn_at = deadline_after(grace);
+    // Where the children need handlers that no thread here runs, a child that does not end may
+    // not be ignoring its cancellation at all: nothing runs its executor (a caller's io_context
+    // stopped, or not run any more). A handler posted now tells, by the next warning.
+    context_probe probe;
+    if (here.io == nullptr && !strand_bound && waiting_for() > 0)
+        probe.post(host_.executor());
     while (waiting_for() > 0) {
         const auto now = clock_type::now();
         if (now >= warn_at) {
             std::string names;
+            std::size_t on_executor = 0;
             for (const auto& child : table_.running()) {
+                on_executor += child->kind_ != child_kind::thread;
                 names += fmt::format(" {} ({})", child->name_, to_string(child->kind_));
                 if (names.size() > 4096) {
                     names += " ...";
@@ -985,9 +1043,17 @@ void supervisor_core::wait_for_children_to_end(std::unique_lock<std::mutex>& loc
                 }
             }
             const bool one = table_.running().size() == 1;
-            log().warn("{}: destructor waits for {} child{} that ignore{} cancellation:{}",
-                       options_.name, table_.running().size(), one ? "" : "ren", one ? "s" : "",
-                       names);
+            const std::string stalled =
+                on_executor > 0 ? probe.why_stalled(host_.executor(), now) : std::string();
+            if (stalled.empty())
+                log().warn("{}: destructor waits for {} child{} that ignore{} cancellation:{}",
+                           options_.name, table_.running().size(), one ? "" : "ren", one ? "s" : "",
+                           names);
+            else
+                log().warn("{}: destructor waits for {} child{}:{}; {}", options_.name,
+                           table_.running().size(), one ? "" : "ren", names, stalled);
+            if (here.io == nullptr && !strand_bound && probe.ran())
+                probe.post(host_.executor());
             warn_at = deadline_after(warn_every, now);
         }
         if (here.io != nullptr && !strand_bound && !here.io->stopped()) {

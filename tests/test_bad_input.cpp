@@ -286,6 +286,63 @@ TEST_CASE("bad input: a child that never honours cancellation is waited for and 
     CHECK(finished);
 }
 
+// A coroutine child that waits an hour on its timer, started on `io` by the calling thread.
+void spawn_sleeper(warden::supervisor& sup, asio::io_context& io) {
+    sup.spawn(
+        []() -> asio::awaitable<void> {
+            asio::steady_timer timer(co_await asio::this_coro::executor, 1h);
+            co_await timer.async_wait(asio::use_awaitable);
+        },
+        {.name = "sleeper"});
+    io.poll(); // it starts, and waits on its timer
+}
+
+TEST_CASE("bad input: a supervisor destroyed while its io_context is stopped says so, and ends "
+          "once it runs again") {
+    auto logger = warden_logger();
+    REQUIRE(logger != nullptr);
+    asio::io_context io;
+    std::jthread runner;
+    std::atomic<int> said{0};
+    // The warning is what runs the io_context again: it must come while the destructor waits.
+    auto sink = std::make_shared<watching_sink>("its io_context is stopped", [&] {
+        if (said++ == 0)
+            runner = std::jthread([&io] {
+                io.restart();
+                io.run();
+            });
+    });
+    logger->sinks().push_back(sink);
+    {
+        warden::supervisor sup{io.get_executor(), {.cancel_grace = 20ms}};
+        spawn_sleeper(sup, io);
+        io.stop();
+    }
+    logger->sinks().pop_back();
+    runner.join();
+    CHECK(said.load() >= 1);
+}
+
+TEST_CASE("bad input: a supervisor destroyed while nothing runs its io_context says so") {
+    auto logger = warden_logger();
+    REQUIRE(logger != nullptr);
+    asio::io_context io;
+    std::jthread runner;
+    std::atomic<int> said{0};
+    auto sink = std::make_shared<watching_sink>("has not run: nothing runs it", [&] {
+        if (said++ == 0)
+            runner = std::jthread([&io] { io.run(); });
+    });
+    logger->sinks().push_back(sink);
+    {
+        warden::supervisor sup{io.get_executor(), {.cancel_grace = 20ms}};
+        spawn_sleeper(sup, io); // then this thread runs io no more
+    }
+    logger->sinks().pop_back();
+    runner.join();
+    CHECK(said.load() >= 1);
+}
+
 // A failure's log line is handed over behind the parent's resumption, on the parent's
 // executor (child_finished): a parent that stops that io_context at once must not lose it.
 // `spawn_failing` spawns a child that fails once `go` has run, after the parent's join has
