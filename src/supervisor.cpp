@@ -928,11 +928,6 @@ process& supervisor_core::own_process(std::unique_ptr<process> p,
     return *processes_.back();
 }
 
-// Waits until the table is empty. Where this thread is one the children need (it runs the
-// executor they complete on), it runs that executor's handlers while it waits, rather than
-// block them: an inner supervisor made on a coroutine child's executor is destroyed there
-// when the outer one cancels that child (test: "nested: an outer failure reaches the leaves
-// of an inner supervisor on the child's executor").
 namespace {
 
 asio::io_context* io_context_of(const asio::any_io_executor& executor) noexcept {
@@ -983,6 +978,11 @@ class context_probe {
 
 } // namespace
 
+// Waits until the table is empty. Where this thread is one the children need (it runs the
+// executor they complete on), it runs that executor's handlers while it waits, rather than
+// block them: an inner supervisor made on a coroutine child's executor is destroyed there
+// when the outer one cancels that child (test: "nested: an outer failure reaches the leaves
+// of an inner supervisor on the child's executor").
 void supervisor_core::wait_for_children_to_end(std::unique_lock<std::mutex>& lock) {
     const auto here = thread_of(host_.executor());
     // The child that runs this destructor cannot end before the destructor returns, and the
@@ -1027,15 +1027,20 @@ void supervisor_core::wait_for_children_to_end(std::unique_lock<std::mutex>& loc
     // not be ignoring its cancellation at all: nothing runs its executor (a caller's io_context
     // stopped, or not run any more). A handler posted now tells, by the next warning.
     context_probe probe;
-    if (here.io == nullptr && !strand_bound && waiting_for() > 0)
+    const bool probe_executor = here.io == nullptr && !strand_bound;
+    auto post_probe = [&] {
+        // Not under the supervisor's lock: the executor may be anyone's.
+        lock.unlock();
         probe.post(host_.executor());
+        lock.lock();
+    };
+    if (probe_executor && waiting_for() > 0)
+        post_probe();
     while (waiting_for() > 0) {
         const auto now = clock_type::now();
         if (now >= warn_at) {
             std::string names;
-            std::size_t on_executor = 0;
             for (const auto& child : table_.running()) {
-                on_executor += child->kind_ != child_kind::thread;
                 names += fmt::format(" {} ({})", child->name_, to_string(child->kind_));
                 if (names.size() > 4096) {
                     names += " ...";
@@ -1043,8 +1048,12 @@ void supervisor_core::wait_for_children_to_end(std::unique_lock<std::mutex>& loc
                 }
             }
             const bool one = table_.running().size() == 1;
+            // Thread children do not need the executor to end.
+            const bool need_executor =
+                std::any_of(table_.running().begin(), table_.running().end(),
+                            [](const auto& child) { return child->kind_ != child_kind::thread; });
             const std::string stalled =
-                on_executor > 0 ? probe.why_stalled(host_.executor(), now) : std::string();
+                need_executor ? probe.why_stalled(host_.executor(), now) : std::string();
             if (stalled.empty())
                 log().warn("{}: destructor waits for {} child{} that ignore{} cancellation:{}",
                            options_.name, table_.running().size(), one ? "" : "ren", one ? "s" : "",
@@ -1052,9 +1061,9 @@ void supervisor_core::wait_for_children_to_end(std::unique_lock<std::mutex>& loc
             else
                 log().warn("{}: destructor waits for {} child{}:{}; {}", options_.name,
                            table_.running().size(), one ? "" : "ren", names, stalled);
-            if (here.io == nullptr && !strand_bound && probe.ran())
-                probe.post(host_.executor());
             warn_at = deadline_after(warn_every, now);
+            if (probe_executor && probe.ran())
+                post_probe();
         }
         if (here.io != nullptr && !strand_bound && !here.io->stopped()) {
             lock.unlock();
