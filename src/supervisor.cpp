@@ -1049,9 +1049,9 @@ void supervisor_core::wait_for_children_to_end(std::unique_lock<std::mutex>& loc
             }
             const bool one = table_.running().size() == 1;
             // Thread children do not need the executor to end.
-            const bool need_executor =
-                std::any_of(table_.running().begin(), table_.running().end(),
-                            [](const auto& child) { return child->kind_ != child_kind::thread; });
+            bool need_executor = false;
+            for (const auto& child : table_.running())
+                need_executor = need_executor || child->kind_ != child_kind::thread;
             const std::string stalled =
                 need_executor ? probe.why_stalled(host_.executor(), now) : std::string();
             if (stalled.empty())
