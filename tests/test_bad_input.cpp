@@ -212,22 +212,45 @@ TEST_CASE("bad input: 10k children failing at the same instant give one first fa
     logger->set_level(level);
 }
 
+namespace {
+
+// The "warden" logger off while it lives: a thousand failures' lines would only slow a test.
+class logger_off {
+  public:
+    logger_off()
+        : logger_(warden_logger())
+        , level_(logger_->level()) {
+        logger_->set_level(spdlog::level::off);
+    }
+    ~logger_off() { logger_->set_level(level_); }
+    logger_off(const logger_off&) = delete;
+    logger_off& operator=(const logger_off&) = delete;
+
+  private:
+    std::shared_ptr<spdlog::logger> logger_;
+    spdlog::level::level_enum level_;
+};
+
+void spawn_failure_number(warden::supervisor& sup, int i) {
+    sup.spawn([i] { throw std::runtime_error("failure " + std::to_string(i)); });
+}
+
+} // namespace
+
 TEST_CASE("bad input: a collect supervisor that fails forever keeps a bounded number of failures") {
     // A service loop under collect: each failure is thrown by the wait that follows it. Past
     // 1024, the oldest already thrown are let go (the first never), and counted.
     constexpr int count = 1100;
     constexpr std::size_t kept_later = 1024;
-    warden::supervisor{}.spawn([] {}).get();
-    auto logger = spdlog::get("warden");
-    const auto level = logger->level();
-    logger->set_level(spdlog::level::off);
     warden::supervisor sup{
         {.policy = warden::policy::collect, .capture = warden::capture::location}};
-    for (int i = 0; i < count; ++i) {
-        sup.spawn([i] { throw std::runtime_error("failure " + std::to_string(i)); });
-        CHECK_THROWS_AS(sup.wait(), warden::failure_group);
+    {
+        logger_off quiet;
+        for (int i = 0; i < count; ++i) {
+            spawn_failure_number(sup, i);
+            CHECK_THROWS_AS(sup.wait(), warden::failure_group);
+        }
     }
-    logger->set_level(level);
     const auto all = sup.failures();
     REQUIRE(all.size() == 1 + kept_later);
     CHECK(all.front().what == "failure 0");
@@ -245,14 +268,11 @@ TEST_CASE("bad input: a collect supervisor that fails forever keeps a bounded nu
 
 TEST_CASE("bad input: failures no wait has thrown yet are never let go") {
     constexpr int count = 1100;
-    warden::supervisor{}.spawn([] {}).get();
-    auto logger = spdlog::get("warden");
-    const auto level = logger->level();
-    logger->set_level(spdlog::level::off);
+    logger_off quiet;
     warden::supervisor sup{
         {.policy = warden::policy::collect, .capture = warden::capture::location}};
     for (int i = 0; i < count; ++i)
-        sup.spawn([i] { throw std::runtime_error("failure " + std::to_string(i)); });
+        spawn_failure_number(sup, i);
     try {
         sup.wait();
         FAIL("wait() returned");
@@ -263,7 +283,6 @@ TEST_CASE("bad input: failures no wait has thrown yet are never let go") {
             whats.insert(r.what);
         CHECK(whats.size() == static_cast<std::size_t>(count)); // each exactly once
     }
-    logger->set_level(level);
     // Thrown now, all of them: the oldest later ones go, the first stays.
     CHECK(sup.failures().size() == 1 + 1024);
 }
@@ -286,26 +305,17 @@ TEST_CASE("bad input: a child that never honours cancellation is waited for and 
     CHECK(finished);
 }
 
-// A coroutine child that waits an hour on its timer, started on `io` by the calling thread.
-void spawn_sleeper(warden::supervisor& sup, asio::io_context& io) {
-    sup.spawn(
-        []() -> asio::awaitable<void> {
-            asio::steady_timer timer(co_await asio::this_coro::executor, 1h);
-            co_await timer.async_wait(asio::use_awaitable);
-        },
-        {.name = "sleeper"});
-    io.poll(); // it starts, and waits on its timer
-}
-
-TEST_CASE("bad input: a supervisor destroyed while its io_context is stopped says so, and ends "
-          "once it runs again") {
+// Destroys a supervisor on `io` whose one coroutine child waits an hour on its timer, while
+// nothing runs `io`: stopped (`stop`), or just no longer run by this thread. The destructor's
+// warning is what runs `io` again, on a thread of its own, so the warning must come while the
+// destructor waits. Returns how many warnings had `expected` in them.
+int destroy_while_nothing_runs_the_io_context(bool stop, const std::string& expected) {
     auto logger = warden_logger();
     REQUIRE(logger != nullptr);
     asio::io_context io;
     std::jthread runner;
     std::atomic<int> said{0};
-    // The warning is what runs the io_context again: it must come while the destructor waits.
-    auto sink = std::make_shared<watching_sink>("its io_context is stopped", [&] {
+    auto sink = std::make_shared<watching_sink>(expected, [&] {
         if (said++ == 0)
             runner = std::jthread([&io] {
                 io.restart();
@@ -315,32 +325,28 @@ TEST_CASE("bad input: a supervisor destroyed while its io_context is stopped say
     logger->sinks().push_back(sink);
     {
         warden::supervisor sup{io.get_executor(), {.cancel_grace = 20ms}};
-        spawn_sleeper(sup, io);
-        io.stop();
+        sup.spawn(
+            []() -> asio::awaitable<void> {
+                asio::steady_timer timer(co_await asio::this_coro::executor, 1h);
+                co_await timer.async_wait(asio::use_awaitable);
+            },
+            {.name = "sleeper"});
+        io.poll(); // it starts, and waits on its timer
+        if (stop)
+            io.stop();
     }
     logger->sinks().pop_back();
     runner.join();
-    CHECK(said.load() >= 1);
+    return said.load();
+}
+
+TEST_CASE("bad input: a supervisor destroyed while its io_context is stopped says so, and ends "
+          "once it runs again") {
+    CHECK(destroy_while_nothing_runs_the_io_context(true, "its io_context is stopped") >= 1);
 }
 
 TEST_CASE("bad input: a supervisor destroyed while nothing runs its io_context says so") {
-    auto logger = warden_logger();
-    REQUIRE(logger != nullptr);
-    asio::io_context io;
-    std::jthread runner;
-    std::atomic<int> said{0};
-    auto sink = std::make_shared<watching_sink>("has not run: nothing runs it", [&] {
-        if (said++ == 0)
-            runner = std::jthread([&io] { io.run(); });
-    });
-    logger->sinks().push_back(sink);
-    {
-        warden::supervisor sup{io.get_executor(), {.cancel_grace = 20ms}};
-        spawn_sleeper(sup, io); // then this thread runs io no more
-    }
-    logger->sinks().pop_back();
-    runner.join();
-    CHECK(said.load() >= 1);
+    CHECK(destroy_while_nothing_runs_the_io_context(false, "has not run: nothing runs it") >= 1);
 }
 
 // A failure's log line is handed over behind the parent's resumption, on the parent's
