@@ -114,8 +114,9 @@ bool bounded_regex_search(std::string_view line, const std::regex& pattern,
                              bounded_iterator(line.data() + line.size(), &bounds), pattern);
 }
 
-line_matcher::line_matcher(deliver_function deliver)
-    : deliver_(std::move(deliver)) {}
+line_matcher::line_matcher(deliver_function deliver, unique_function<void()> retired)
+    : deliver_(std::move(deliver))
+    , retired_(std::move(retired)) {}
 
 line_matcher::~line_matcher() {
     abandon();
@@ -129,11 +130,19 @@ void line_matcher::abandon() noexcept {
 bool line_matcher::submit(std::shared_ptr<const std::string> line,
                           std::vector<std::shared_ptr<line_waiter>> waiters) {
     {
-        std::lock_guard lock(mutex_);
+        std::unique_lock lock(mutex_);
         const std::size_t bytes = line ? line->size() : 0;
         if (line && pending_bytes_ + bytes > max_pending_bytes)
             return false;
-        if (!started_) {
+        if (thread_state_ == thread_state::retired) {
+            // It has ended, or is about to: it takes no lock on its way out.
+            thread_state_ = thread_state::none;
+            const pthread_t retired = thread_;
+            lock.unlock();
+            ::pthread_join(retired, nullptr);
+            lock.lock();
+        }
+        if (thread_state_ == thread_state::none) {
             pthread_attr_t attr;
             ::pthread_attr_init(&attr);
             ::pthread_attr_setstacksize(&attr, matcher_stack_size);
@@ -151,7 +160,7 @@ bool line_matcher::submit(std::shared_ptr<const std::string> line,
                 throw std::system_error(error, std::system_category(),
                                         "warden: cannot start the line matcher thread");
             ::pthread_setname_np(thread_, "warden match");
-            started_ = true;
+            thread_state_ = thread_state::running;
         }
         pending_bytes_ += bytes;
         jobs_.push_back({std::move(line), std::move(waiters)});
@@ -165,11 +174,31 @@ void line_matcher::stop() noexcept {
     {
         std::lock_guard lock(mutex_);
         stopping_.store(true, std::memory_order_relaxed);
-        started = std::exchange(started_, false);
+        started = std::exchange(thread_state_, thread_state::none) != thread_state::none;
     }
     wake_.notify_one();
     if (started)
         ::pthread_join(thread_, nullptr);
+}
+
+void line_matcher::retire_when_idle() noexcept {
+    {
+        std::lock_guard lock(mutex_);
+        retiring_ = true;
+    }
+    wake_.notify_one();
+}
+
+void line_matcher::join_retired() noexcept {
+    pthread_t retired;
+    {
+        std::lock_guard lock(mutex_);
+        if (thread_state_ != thread_state::retired)
+            return;
+        thread_state_ = thread_state::none;
+        retired = thread_;
+    }
+    ::pthread_join(retired, nullptr);
 }
 
 void* line_matcher::thread_main(void* self) noexcept {
@@ -192,9 +221,19 @@ void* line_matcher::thread_main(void* self) noexcept {
 void line_matcher::serve() noexcept {
     std::unique_lock lock(mutex_);
     for (;;) {
-        wake_.wait(lock, [this] { return !jobs_.empty() || stopping_.load(); });
-        if (jobs_.empty())
+        wake_.wait(lock, [this] { return !jobs_.empty() || stopping_.load() || retiring_; });
+        if (jobs_.empty()) {
+            if (stopping_.load() || silent_.load(std::memory_order_relaxed))
+                return; // stop() joins it
+            thread_state_ = thread_state::retired;
+            lock.unlock();
+            try {
+                retired_();
+            } catch (...) {
+                // Out of memory posting it: the next submit() or stop() joins this thread.
+            }
             return;
+        }
         job j = std::move(jobs_.front());
         jobs_.pop_front();
         pending_bytes_ -= j.line ? j.line->size() : 0;

@@ -73,21 +73,33 @@ bool bounded_regex_search(std::string_view line, const std::regex& pattern,
                           const std::atomic<bool>& abandon, const std::atomic<bool>& stop);
 
 // One process's matching thread, started by the first regex waiter, with a stack large enough
-// for any line warden keeps. Lines are tested in the order they were submitted; verdicts go to
-// `deliver`, which must not block (it posts to the supervisor's executor).
+// for any line warden keeps (64 MiB reserved). Lines are tested in the order they were
+// submitted; verdicts go to `deliver`, which must not block (it posts to the supervisor's
+// executor).
 //
-//   state    | how it gets there         | what runs
-//   ---------+---------------------------+------------------------------------------------
-//   idle     | constructed               | nothing
-//   running  | first submit()            | the thread, taking jobs in order
-//   stopping | stop()                    | the current match is abandoned; every waiter
-//            |                           | left unsettled gets `ended`; then the thread ends
-//   stopped  | the thread has ended      | nothing; stop() joined it
+// The supervisor keeps a finished process until its own end, so a matcher must not keep its
+// thread for that long: a long-lived supervisor running processes in turn, each waited for
+// with a regex, had one idle thread per process it ever ran. Once the process has ended
+// (retire_when_idle), the thread ends when its queue is empty, calling `retired` just before
+// so that its owner joins it from another thread (join_retired); a waiter that comes later
+// starts a new one for its own lines. Test: "a finished process's regex matcher thread ends".
+//
+//   state    | how it gets there                  | what runs
+//   ---------+------------------------------------+---------------------------------------
+//   idle     | constructed; join_retired()        | nothing
+//   running  | submit() while idle                | the thread, taking jobs in order
+//   retired  | queue empty after retire_when_idle | nothing: the thread has ended or is
+//            |                                    | ending, not joined yet; submit() joins
+//            |                                    | it and starts another
+//   stopping | stop()                             | the current match is abandoned; every
+//            |                                    | waiter left unsettled gets `ended`; then
+//            |                                    | the thread ends
+//   stopped  | the thread has ended               | nothing; stop() joined it
 class line_matcher {
   public:
     using deliver_function = unique_function<void(match_verdict)>;
 
-    explicit line_matcher(deliver_function deliver);
+    line_matcher(deliver_function deliver, unique_function<void()> retired);
     ~line_matcher(); // abandon()
     line_matcher(const line_matcher&) = delete;
     line_matcher& operator=(const line_matcher&) = delete;
@@ -100,6 +112,10 @@ class line_matcher {
                 std::vector<std::shared_ptr<line_waiter>> waiters);
     // Abandons the current match, settles every queued waiter as ended, joins the thread.
     void stop() noexcept;
+    // No line will come any more (the process has ended): the thread ends once idle.
+    void retire_when_idle() noexcept;
+    // Joins the thread if it has retired; else nothing.
+    void join_retired() noexcept;
     // The same without any verdict: for when the executor they would be posted to is gone.
     void abandon() noexcept;
 
@@ -115,14 +131,18 @@ class line_matcher {
     void serve() noexcept;
     void run(job& j);
 
+    enum class thread_state { none, running, retired };
+
     deliver_function deliver_;
+    unique_function<void()> retired_;
     std::mutex mutex_;
     std::condition_variable wake_;
     std::deque<job> jobs_;
     std::size_t pending_bytes_ = 0;
     std::atomic<bool> stopping_{false};
     std::atomic<bool> silent_{false};
-    bool started_ = false;
+    bool retiring_ = false;                          // under mutex_
+    thread_state thread_state_ = thread_state::none; // under mutex_
     pthread_t thread_{};
 };
 

@@ -208,9 +208,27 @@ bool process_state::submit_to_matcher_locked(std::shared_ptr<const std::string> 
                     if (auto self = weak.lock())
                         self->settle(std::move(verdict));
                 });
+            },
+            [weak = weak_from_this(), executor = executor_] {
+                asio::post(executor, [weak] {
+                    if (auto self = weak.lock())
+                        self->join_retired_matcher();
+                });
             });
     }
-    return matcher_->submit(std::move(line), std::move(waiters));
+    const bool submitted = matcher_->submit(std::move(line), std::move(waiters));
+    // A waiter after the end brings only the tail's lines: its thread ends once they are done.
+    if (finished_)
+        matcher_->retire_when_idle();
+    return submitted;
+}
+
+void process_state::join_retired_matcher() noexcept {
+    // The retired thread takes no lock of ours on its way out: joining under mutex_ keeps
+    // stop_matching() from taking the matcher away meanwhile.
+    std::lock_guard lock(mutex_);
+    if (matcher_)
+        matcher_->join_retired();
 }
 
 void process_state::settle(match_verdict verdict) {

@@ -358,6 +358,9 @@ void process_state::finish() {
         waiters_.clear();
         if (!regex_waiters.empty())
             submit_to_matcher_locked(nullptr, std::move(regex_waiters));
+        // No line comes any more: the matcher's thread ends once its queue is done.
+        if (matcher_)
+            matcher_->retire_when_idle();
     }
     // Every Asio object of this state is gone or idle now, and the waiters' timers are
     // cancelled before child_finished() can let the supervisor's destructor stop the

@@ -158,6 +158,9 @@ class process_state : public std::enable_shared_from_this<process_state> {
     // I/O thread has. Caller holds mutex_. False: too many lines already wait for it.
     bool submit_to_matcher_locked(std::shared_ptr<const std::string> line,
                                   std::vector<std::shared_ptr<line_waiter>> waiters);
+    // On the executor, once the matcher's thread has ended for want of lines (the process has
+    // ended and its last regex waiter has its verdict): joins it.
+    void join_retired_matcher() noexcept;
     // The matcher's verdict, on the executor: claims and completes the waiter.
     void settle(match_verdict verdict);
     void arm_waiter_timer(const std::shared_ptr<line_waiter>& w, duration timeout);
