@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <string_view>
 
 #include <fcntl.h>
@@ -212,6 +213,39 @@ bool is_origin_entry(const char* entry) noexcept {
            entry[origin_variable.size()] == '=';
 }
 
+namespace {
+
+// The child's environment, null-terminated, or nullopt when it is simply ours: the given one
+// or ours, with our WARDEN_ORIGIN in place of any it had (ours names the spawn, then chains
+// the one we were given), and our WARDEN_LINEAGE in place of any (it chains ours; a given one
+// is not warden's).
+std::optional<std::vector<char*>> child_environment(const launch_plan& plan,
+                                                    const std::string& origin_entry,
+                                                    const std::string& lineage_entry) {
+    if (!plan.replace_env && origin_entry.empty() && lineage_entry.empty())
+        return std::nullopt;
+    std::vector<char*> env;
+    if (plan.replace_env) {
+        env.reserve(plan.env.size() + 3);
+        for (const auto& e : plan.env)
+            if (lineage_entry.empty() || !is_lineage_entry(e.c_str()))
+                env.push_back(const_cast<char*>(e.c_str()));
+    } else {
+        for (char** e = environ; *e != nullptr; ++e)
+            if (!(!origin_entry.empty() && is_origin_entry(*e)) &&
+                !(!lineage_entry.empty() && is_lineage_entry(*e)))
+                env.push_back(*e);
+    }
+    if (!origin_entry.empty())
+        env.push_back(const_cast<char*>(origin_entry.c_str()));
+    if (!lineage_entry.empty())
+        env.push_back(const_cast<char*>(lineage_entry.c_str()));
+    env.push_back(nullptr);
+    return env;
+}
+
+} // namespace
+
 too_long_input exec_too_long(const launch_plan& plan, const std::vector<std::string>& argv,
                              const std::string& origin_entry, const std::string& lineage_entry) {
     // The kernel's bound on one string, its NUL included (MAX_ARG_STRLEN: 32 pages).
@@ -221,16 +255,11 @@ too_long_input exec_too_long(const launch_plan& plan, const std::vector<std::str
             return {fmt::format("argv[{}]", i),
                     fmt::format("argv[{}] is {} bytes; exec takes at most {} bytes an argument", i,
                                 argv[i].size(), max_string - 1)};
+    // What launch() gave exec.
+    const auto given = child_environment(plan, origin_entry, lineage_entry);
     std::vector<std::string_view> env;
-    if (plan.replace_env)
-        env.assign(plan.env.begin(), plan.env.end());
-    else
-        for (char** e = environ; *e != nullptr; ++e)
-            env.emplace_back(*e);
-    if (!origin_entry.empty())
-        env.emplace_back(origin_entry);
-    if (!lineage_entry.empty())
-        env.emplace_back(lineage_entry);
+    for (char* const* e = given ? given->data() : environ; *e != nullptr; ++e)
+        env.emplace_back(*e);
     for (const auto entry : env)
         if (entry.size() + 1 > max_string)
             return {"env",
@@ -258,28 +287,7 @@ int launch(const launch_plan& plan, const std::vector<std::string>& argv, int ou
     for (const auto& a : argv)
         args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
-    // The child's environment: the given one or ours, with our WARDEN_ORIGIN in place of any
-    // it had (ours names the spawn, then chains the one we were given), and our
-    // WARDEN_LINEAGE in place of any (it chains ours; a given one is not warden's).
-    std::vector<char*> env;
-    const bool own_env = plan.replace_env || !origin_entry.empty() || !lineage_entry.empty();
-    if (plan.replace_env) {
-        env.reserve(plan.env.size() + 3);
-        for (const auto& e : plan.env)
-            if (lineage_entry.empty() || !is_lineage_entry(e.c_str()))
-                env.push_back(const_cast<char*>(e.c_str()));
-    } else if (own_env) {
-        for (char** e = environ; *e != nullptr; ++e)
-            if (!(!origin_entry.empty() && is_origin_entry(*e)) &&
-                !(!lineage_entry.empty() && is_lineage_entry(*e)))
-                env.push_back(*e);
-    }
-    if (!origin_entry.empty())
-        env.push_back(const_cast<char*>(origin_entry.c_str()));
-    if (!lineage_entry.empty())
-        env.push_back(const_cast<char*>(lineage_entry.c_str()));
-    if (own_env)
-        env.push_back(nullptr);
+    auto env = child_environment(plan, origin_entry, lineage_entry);
 
     posix_spawn_file_actions_t actions;
     posix_spawnattr_t attr;
@@ -316,7 +324,7 @@ int launch(const launch_plan& plan, const std::vector<std::string>& argv, int ou
     if (err == 0) {
         pid_t child = -1;
         err = ::posix_spawn(&child, plan.program.c_str(), &actions, &attr, args.data(),
-                            own_env ? env.data() : environ);
+                            env ? env->data() : environ);
         pid = child;
     }
     ::posix_spawnattr_destroy(&attr);
