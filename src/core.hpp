@@ -49,12 +49,14 @@ exception_description describe_exception(const std::exception_ptr& error);
 
 // What the calling thread is to an executor. `io` is the io_context under it when this thread
 // runs that context (a blocking wait here would stop the handlers the wait needs);
-// `inside_strand`: this thread is running a handler of the executor's own strand. Known
-// executors: io_context's, strands of it, and children's executors wrapping either.
+// `inside_strand`: this thread is running a handler of the executor's own strand; `context`:
+// that io_context whichever thread runs it, if any does. Known executors: io_context's,
+// strands of it, and children's executors wrapping either.
 struct executor_thread {
     boost::asio::io_context* io = nullptr;
     bool strand = false;
     bool inside_strand = false;
+    boost::asio::io_context* context = nullptr;
 
     // A handler for the executor may run right here, now, instead of being posted.
     bool may_run_here() const noexcept { return io != nullptr && (!strand || inside_strand); }

@@ -144,7 +144,7 @@ int this_thread_id() noexcept {
 namespace {
 
 executor_thread on_thread_of(const asio::io_context::executor_type& io) {
-    return {io.running_in_this_thread() ? &io.context() : nullptr, false};
+    return {io.running_in_this_thread() ? &io.context() : nullptr, false, false, &io.context()};
 }
 
 executor_thread on_thread_of(const asio::any_io_executor& executor) {
@@ -930,17 +930,6 @@ process& supervisor_core::own_process(std::unique_ptr<process> p,
 
 namespace {
 
-asio::io_context* io_context_of(const asio::any_io_executor& executor) noexcept {
-    using io_executor = asio::io_context::executor_type;
-    if (const auto* e = executor.target<io_executor>())
-        return &e->context();
-    if (const auto* s = executor.target<asio::strand<io_executor>>())
-        return &s->get_inner_executor().context();
-    if (const auto* s = executor.target<asio::strand<asio::any_io_executor>>())
-        return io_context_of(s->get_inner_executor());
-    return nullptr;
-}
-
 // Tells whether anything runs an executor's handlers, for the destructor's warning: a handler
 // posted to it that has not run a second later means nothing does (or it is swamped).
 class context_probe {
@@ -957,9 +946,10 @@ class context_probe {
     }
     bool ran() const noexcept { return !ran_ || ran_->load(std::memory_order_acquire); }
 
-    // Empty when the executor's handlers run, as far as can be told.
-    std::string why_stalled(const asio::any_io_executor& executor, clock_type::time_point now) {
-        if (asio::io_context* io = io_context_of(executor); io != nullptr && io->stopped())
+    // Empty when the executor's handlers run, as far as can be told. `context`: the executor's
+    // io_context, if it has one (executor_thread::context).
+    std::string why_stalled(const asio::io_context* context, clock_type::time_point now) {
+        if (context != nullptr && context->stopped())
             return "its io_context is stopped, and coroutine children and processes end in its "
                    "handlers: they end once it runs again (keep it running until the supervisor "
                    "is destroyed)";
@@ -1053,7 +1043,7 @@ void supervisor_core::wait_for_children_to_end(std::unique_lock<std::mutex>& loc
             for (const auto& child : table_.running())
                 need_executor = need_executor || child->kind_ != child_kind::thread;
             const std::string stalled =
-                need_executor ? probe.why_stalled(host_.executor(), now) : std::string();
+                need_executor ? probe.why_stalled(here.context, now) : std::string();
             if (stalled.empty())
                 log().warn("{}: destructor waits for {} child{} that ignore{} cancellation:{}",
                            options_.name, table_.running().size(), one ? "" : "ren", one ? "s" : "",
