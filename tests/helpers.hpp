@@ -51,14 +51,37 @@ inline std::size_t thread_count_before_threads() {
 // thread_count(), read again until it is `expected` or 2 s have passed: a joined thread can
 // stay listed in /proc/self/task a little after pthread_join returns (the kernel clears its
 // tid before it removes it).
-inline std::size_t thread_count_once_settled(std::size_t expected) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-    auto n = thread_count();
+// `count()` read again until it is `expected` or `within` has passed; its last value.
+template <class Count>
+std::size_t once_settled(Count count, std::size_t expected, std::chrono::milliseconds within) {
+    const auto deadline = std::chrono::steady_clock::now() + within;
+    auto n = count();
     while (n != expected && std::chrono::steady_clock::now() < deadline) {
         std::this_thread::yield();
-        n = thread_count();
+        n = count();
     }
     return n;
+}
+
+inline std::size_t thread_count_once_settled(std::size_t expected) {
+    return once_settled(thread_count, expected, std::chrono::seconds(2));
+}
+
+// How many threads of this process are named `name` (/proc/self/task/*/comm), read again
+// until it is `expected` or 5 s have passed: a helper thread's end may be noticed on another
+// thread, which then joins it.
+inline std::size_t threads_named_once_settled(const std::string& name, std::size_t expected) {
+    auto named = [&] {
+        std::size_t n = 0;
+        std::error_code ec;
+        for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
+            std::ifstream comm(task.path() / "comm");
+            std::string line;
+            n += std::getline(comm, line) && line == name;
+        }
+        return n;
+    };
+    return once_settled(named, expected, std::chrono::seconds(5));
 }
 
 // The calling thread's kernel id, for thread_is_asleep().

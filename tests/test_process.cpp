@@ -1030,32 +1030,6 @@ TEST_CASE("a pattern without regex metacharacters is matched as a substring, as 
         }
 }
 
-namespace {
-
-// How many threads of this process are named `name`, read again until it is `expected` or
-// 5 s have passed (a thread's end is noticed on the I/O thread, which then joins it).
-std::size_t threads_named_once_settled(const std::string& name, std::size_t expected) {
-    auto count = [&] {
-        std::size_t n = 0;
-        std::error_code ec;
-        for (const auto& task : fs::directory_iterator("/proc/self/task", ec)) {
-            std::ifstream comm(task.path() / "comm");
-            std::string line;
-            n += std::getline(comm, line) && line == name;
-        }
-        return n;
-    };
-    const auto deadline = clock_type::now() + 5s;
-    auto n = count();
-    while (n != expected && clock_type::now() < deadline) {
-        std::this_thread::yield();
-        n = count();
-    }
-    return n;
-}
-
-} // namespace
-
 TEST_CASE("a finished process's regex matcher thread ends") {
     // The supervisor keeps a finished process until its own end; its thread must not stay
     // with it (one a process, each reserving 64 MiB of stack, in a long-lived supervisor).
@@ -1065,12 +1039,12 @@ TEST_CASE("a finished process's regex matcher thread ends") {
         CHECK(p.wait_for_line_blocking("re.dy [0-9]", 10s) == "ready 1");
         sup.wait();
     }
-    CHECK(threads_named_once_settled("warden match", 0) == 0);
+    CHECK(warden_test::threads_named_once_settled("warden match", 0) == 0);
     // A regex waiter that comes after the end starts one for the tail's lines; it ends too.
     auto& late = sup.spawn_process({.argv = {"/bin/echo", "late 2"}});
     sup.wait();
     CHECK(late.wait_for_line_blocking("la.e [0-9]", 10s) == "late 2");
-    CHECK(threads_named_once_settled("warden match", 0) == 0);
+    CHECK(warden_test::threads_named_once_settled("warden match", 0) == 0);
 }
 
 TEST_CASE("a regex match is abandoned promptly once its waiter is claimed") {
