@@ -210,6 +210,47 @@ bool is_lineage_entry(const char* entry) noexcept {
            entry[lineage_variable.size()] == '=';
 }
 
+void note_descendants(pid_t leader, std::vector<child_by_pidfd>& into, std::size_t limit) noexcept {
+    const auto noted_already = [&into](pid_t pid) {
+        return std::any_of(into.begin(), into.end(),
+                           [pid](const child_by_pidfd& p) { return p.pid == pid; });
+    };
+    try {
+        std::vector<pid_t> below = children_of(leader);
+        const pid_t self = ::getpid();
+        for (const pid_t pid : child_processes()) {
+            if (pid == leader || is_noted(pid))
+                continue;
+            const auto stat =
+                read_proc_stat(std::filesystem::path("/proc") / std::to_string(pid) / "stat");
+            if (stat && stat->ppid == self && stat->pgrp == leader)
+                below.push_back(pid);
+        }
+        while (!below.empty() && into.size() < limit) {
+            const pid_t pid = below.back();
+            below.pop_back();
+            if (noted_already(pid))
+                continue;
+            // Opened just after the pid was listed as a child: pids are handed out in turn,
+            // so it is not another process's unless all of pid_max went by meanwhile.
+            const int pidfd = above_stdio(pidfd_of(pid));
+            if (pidfd < 0)
+                continue; // ended and reaped by its parent already
+            into.push_back({pid, pidfd});
+            const auto children = children_of(pid);
+            below.insert(below.end(), children.begin(), children.end());
+        }
+    } catch (...) {
+        // Out of memory: those noted so far are kept.
+    }
+}
+
+void close_all(std::vector<child_by_pidfd>& processes) noexcept {
+    for (const auto& p : processes)
+        ::close(p.pidfd);
+    processes.clear();
+}
+
 void note_child(pid_t pid) {
     std::lock_guard lock(children_mutex);
     noted().insert(pid);
@@ -242,6 +283,15 @@ std::optional<bool> descendant_sweep::attributed(pid_t pgrp, pid_t sid, pid_t pi
     return carries_token(pid, token_);
 }
 
+void descendant_sweep::add_noted(std::vector<child_by_pidfd>&& noted) noexcept {
+    try {
+        noted_.insert(noted_.end(), noted.begin(), noted.end());
+        noted.clear();
+    } catch (...) {
+        close_all(noted); // out of memory: the sweep goes on with its other rules
+    }
+}
+
 void descendant_sweep::first_round() noexcept {
     reap_killed_descendants(std::chrono::milliseconds(0));
     round();
@@ -251,6 +301,23 @@ bool descendant_sweep::round() noexcept {
     bool found = false;
     undecided_ = false;
     try {
+        // Those noted below the child, once this program's children: a pidfd names one process,
+        // so nothing else is needed to tell a zombie of theirs (which has no environment, and
+        // may have a group and session of its own) from one of the program's.
+        for (auto it = noted_.begin(); it != noted_.end();) {
+            siginfo_t info{};
+            if (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(it->pidfd), &info,
+                         WEXITED | WNOHANG | WNOWAIT) != 0) {
+                ++it; // ECHILD: not a child of this program yet (its parent lives), or reaped
+                continue;
+            }
+            const auto [pid, pidfd] = *it;
+            it = noted_.erase(it);
+            const auto stat =
+                read_proc_stat(std::filesystem::path("/proc") / std::to_string(pid) / "stat");
+            found = true;
+            take(pid, pidfd, stat ? &*stat : nullptr, info.si_pid == 0);
+        }
         for (const pid_t pid : child_processes()) {
             if (pid == child_ || is_noted(pid) ||
                 std::any_of(pending_.begin(), pending_.end(),
@@ -276,30 +343,41 @@ bool descendant_sweep::round() noexcept {
                 continue;
             }
             found = true;
-            if (alive) {
-                if (std::find(seen_.begin(), seen_.end(), pid) == seen_.end()) {
-                    seen_.push_back(pid);
-                    if (named_.size() < max_named)
-                        named_.push_back(fmt::format("pid {} ({})", pid, command_line(pid, stat)));
-                    else
-                        ++unnamed_;
-                }
-                // Its zombie, and those of processes that share its session or group, can be
-                // told apart without an environment. Never the program's own session or group.
-                if (stat->sid != own_sid_ &&
-                    std::find(sessions_.begin(), sessions_.end(), stat->sid) == sessions_.end())
-                    sessions_.push_back(stat->sid);
-                if (stat->pgrp != own_pgrp_ &&
-                    std::find(groups_.begin(), groups_.end(), stat->pgrp) == groups_.end())
-                    groups_.push_back(stat->pgrp);
-                ::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
-            }
-            pending_.push_back({pid, pidfd});
+            take(pid, pidfd, &*stat, alive);
         }
     } catch (...) {
         // Out of memory: what was found is handled, the rest is left.
     }
     return found;
+}
+
+void descendant_sweep::take(pid_t pid, int pidfd, const proc_stat* stat, bool alive) {
+    try {
+        pending_.push_back({pid, pidfd});
+    } catch (...) {
+        ::close(pidfd); // out of memory: left to the program
+        throw;
+    }
+    if (!alive)
+        return;
+    if (std::find(seen_.begin(), seen_.end(), pid) == seen_.end()) {
+        seen_.push_back(pid);
+        if (named_.size() < max_named)
+            named_.push_back(fmt::format(
+                "pid {} ({})", pid,
+                command_line(pid, stat ? std::optional<proc_stat>(*stat) : std::nullopt)));
+        else
+            ++unnamed_;
+    }
+    // Its zombie, and those of processes that share its session or group, can be told apart
+    // without an environment. Never the program's own session or group.
+    if (stat && stat->sid != own_sid_ &&
+        std::find(sessions_.begin(), sessions_.end(), stat->sid) == sessions_.end())
+        sessions_.push_back(stat->sid);
+    if (stat && stat->pgrp != own_pgrp_ &&
+        std::find(groups_.begin(), groups_.end(), stat->pgrp) == groups_.end())
+        groups_.push_back(stat->pgrp);
+    ::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
 }
 
 void descendant_sweep::reap_pending(std::chrono::milliseconds wait) noexcept {
@@ -336,8 +414,8 @@ void descendant_sweep::finish(std::chrono::milliseconds budget) noexcept {
 }
 
 descendant_sweep::~descendant_sweep() {
-    for (const auto& p : pending_)
-        ::close(p.pidfd);
+    close_all(pending_);
+    close_all(noted_);
 }
 
 std::vector<std::string> descendant_sweep::left_running() const {

@@ -15,6 +15,8 @@
 
 namespace warden::detail {
 
+struct proc_stat;
+
 // The variable every spawned or forked child gets, and its descendants inherit: tokens
 // "<warden pid>.<child serial>", the newest first, the rest being this program's own value
 // when a warden started it too.
@@ -42,6 +44,16 @@ struct child_by_pidfd {
     int pidfd;
 };
 
+// Adds to `into` the processes below `leader` now, each by a pidfd opened while it was one:
+// those under it (/proc/<pid>/task/*/children, all the way down), and this program's children
+// in its process group (orphans reparented here while it ran) with theirs. None twice, at most
+// `limit` in all. Taken before each signal to the leader's group: a member inside setsid() or
+// setpgid() when the signal comes gets it, yet dies in a group and session of its own, and
+// after that only this pidfd names it as the leader's (docs/processes.md).
+void note_descendants(pid_t leader, std::vector<child_by_pidfd>& into, std::size_t limit) noexcept;
+// Closes the pidfds of `processes` and empties it.
+void close_all(std::vector<child_by_pidfd>& processes) noexcept;
+
 // Descendants that a sweep killed but that had not ended when its budget ran out (a process
 // the scheduler did not run in time, or one stuck in the kernel) are kept, not abandoned: each
 // later sweep reaps those that have ended since, and a supervisor's end waits for them.
@@ -65,6 +77,10 @@ class descendant_sweep {
     descendant_sweep(const descendant_sweep&) = delete;
     descendant_sweep& operator=(const descendant_sweep&) = delete;
 
+    // Processes seen below the child before its group was signalled (note_descendants), which
+    // the sweep takes (and closes): each is attributed by its pidfd alone once it is a child of
+    // this program, zombie or not.
+    void add_noted(std::vector<child_by_pidfd>&& noted) noexcept;
     // While the child is dead but unreaped: names and kills the attributed orphans already
     // here, before the child's group is killed (so they are seen alive).
     void first_round() noexcept;
@@ -84,6 +100,8 @@ class descendant_sweep {
   private:
     // One look at this program's children; true if it found something attributed.
     bool round() noexcept;
+    // Names (if alive), kills and keeps for reaping `pid`, attributed; takes `pidfd`.
+    void take(pid_t pid, int pidfd, const proc_stat* stat, bool alive);
     void reap_pending(std::chrono::milliseconds wait) noexcept;
     // Not known (nullopt) when its environment cannot be read, as in the middle of an exec.
     std::optional<bool> attributed(pid_t pgrp, pid_t sid, pid_t pid, bool alive) const;
@@ -98,6 +116,7 @@ class descendant_sweep {
     std::vector<pid_t> seen_;
     std::vector<std::string> named_;
     std::size_t unnamed_ = 0;
+    std::vector<child_by_pidfd> noted_; // add_noted's, not yet children of this program
     std::vector<child_by_pidfd> pending_;
     std::size_t unfinished_ = 0;
     bool undecided_ = false; // the last round met a process it could not tell about

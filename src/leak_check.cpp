@@ -118,8 +118,11 @@ std::string command_line(pid_t pid, const std::optional<proc_stat>& stat) {
 }
 
 std::vector<pid_t> child_processes() {
+    return children_of(::getpid());
+}
+
+std::vector<pid_t> children_of(pid_t parent) {
     std::vector<pid_t> out;
-    const pid_t self = ::getpid();
     std::error_code error;
     // /proc/self/task/<tid>/children (CONFIG_PROC_CHILDREN) names the children each thread
     // forked, at the cost of one read per thread; without it every process's stat is read.
@@ -129,7 +132,9 @@ std::vector<pid_t> child_processes() {
         // With plain system calls: a process child's exit runs this twice on the way to its
         // parent (src/descendants.cpp), and a directory_iterator and an ifstream per thread
         // took half as long again (bench/README.md, spawn_process).
-        DIR* tasks = ::opendir("/proc/self/task");
+        char tasks_path[64];
+        std::snprintf(tasks_path, sizeof tasks_path, "/proc/%d/task", static_cast<int>(parent));
+        DIR* tasks = ::opendir(tasks_path);
         if (tasks == nullptr)
             return out;
         while (const dirent* task = ::readdir(tasks)) {
@@ -156,7 +161,7 @@ std::vector<pid_t> child_processes() {
         const auto pid = parse_id(entry.path().filename().native());
         if (!pid)
             continue;
-        if (const auto stat = read_proc_stat(entry.path() / "stat"); stat && stat->ppid == self)
+        if (const auto stat = read_proc_stat(entry.path() / "stat"); stat && stat->ppid == parent)
             out.push_back(*pid);
     }
     return out;

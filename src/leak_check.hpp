@@ -36,6 +36,9 @@ std::string command_line(pid_t pid, const std::optional<proc_stat>& stat);
 
 // Children of this process, zombies included, in no particular order.
 std::vector<pid_t> child_processes();
+// Children of `parent`, zombies included; empty once it has ended (its children are then
+// someone else's).
+std::vector<pid_t> children_of(pid_t parent);
 // Threads of this process (tids), in no particular order.
 std::vector<pid_t> threads();
 // True while /proc/self/task/<tid> is listed (a joined thread may stay listed briefly).

@@ -211,6 +211,12 @@ std::string describe_children() {
         std::string cmd((std::istreambuf_iterator<char>(cmd_file)), {});
         std::replace(cmd.begin(), cmd.end(), '\0', ' ');
         out += " [" + stat.substr(0, stat.find(' ', stat.rfind(')') + 2)) + "] " + cmd;
+        siginfo_t info{};
+        if (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+            info.si_pid == pid)
+            out += info.si_code == CLD_EXITED
+                       ? " exited " + std::to_string(info.si_status)
+                       : " killed by signal " + std::to_string(info.si_status);
     }
     return out;
 }
