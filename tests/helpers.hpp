@@ -48,9 +48,6 @@ inline std::size_t thread_count_before_threads() {
     return thread_count();
 }
 
-// thread_count(), read again until it is `expected` or 2 s have passed: a joined thread can
-// stay listed in /proc/self/task a little after pthread_join returns (the kernel clears its
-// tid before it removes it).
 // `count()` read again until it is `expected` or `within` has passed; its last value.
 template <class Count>
 std::size_t once_settled(Count count, std::size_t expected, std::chrono::milliseconds within) {
@@ -63,6 +60,9 @@ std::size_t once_settled(Count count, std::size_t expected, std::chrono::millise
     return n;
 }
 
+// thread_count(), read again until it is `expected` or 2 s have passed: a joined thread can
+// stay listed in /proc/self/task a little after pthread_join returns (the kernel clears its
+// tid before it removes it).
 inline std::size_t thread_count_once_settled(std::size_t expected) {
     return once_settled(thread_count, expected, std::chrono::seconds(2));
 }

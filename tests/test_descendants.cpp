@@ -11,6 +11,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <fstream>
 #include <optional>
 #include <string>
 #include <vector>
@@ -92,8 +93,22 @@ void keep_as_killed(pid_t pid) {
     warden::detail::keep_killed(pid, pidfd);
 }
 
-pid_t grandchild_of(warden::process& p) {
+// The pid the process's grandchild printed.
+pid_t printed_pid(warden::process& p) {
     return std::stoi(p.wait_for_line_blocking("^[0-9]+$", 30s));
+}
+
+// The same, once the grandchild runs `sleep`: it prints its pid just before its exec, and a
+// sweep that came in between would name the shell it was (a loaded machine, ctest -j2).
+pid_t grandchild_of(warden::process& p) {
+    const pid_t pid = printed_pid(p);
+    const auto runs_sleep = [path = "/proc/" + std::to_string(pid) + "/comm"] {
+        std::ifstream comm(path);
+        std::string name;
+        return std::getline(comm, name) && name == "sleep";
+    };
+    REQUIRE(warden_test::once_settled(runs_sleep, 1, 10s) == 1);
+    return pid;
 }
 
 } // namespace
@@ -207,7 +222,7 @@ TEST_CASE("a descendant in a new session that ended before its process was cance
         warden::supervisor sup;
         auto& p =
             sup.spawn_process({.argv = {"sh", "-c", "setsid sh -c 'echo $$' & exec sleep 1000"}});
-        grandchild.emplace(grandchild_of(p));
+        grandchild.emplace(printed_pid(p));
         REQUIRE(grandchild->wait_until_ended(30s)); // a zombie under `sleep`, its parent
     }
     CHECK(grandchild->gone());
