@@ -14,10 +14,12 @@
 #include <optional>
 #include <thread>
 #include <unordered_set>
+#include <utility>
 
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -39,6 +41,20 @@ pid_t subreaper_of = 0;
 bool subreaper_refused = false;
 
 std::atomic<std::uint64_t> next_serial{0};
+
+// Pidfds held by every noted_descendants of the program, and how many it may hold.
+std::atomic<std::size_t> noted_held{0};
+std::size_t noted_budget() noexcept {
+    static const std::size_t budget = [] {
+        rlimit files{};
+        const std::size_t soft =
+            ::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY
+                ? static_cast<std::size_t>(files.rlim_cur)
+                : 1024;
+        return std::min<std::size_t>(256, soft / 4);
+    }();
+    return budget;
+}
 
 // How long a child of this program with no environment to read is looked at again.
 constexpr std::chrono::milliseconds undecided_budget{20};
@@ -210,9 +226,9 @@ bool is_lineage_entry(const char* entry) noexcept {
            entry[lineage_variable.size()] == '=';
 }
 
-void note_descendants(pid_t leader, std::vector<child_by_pidfd>& into, std::size_t limit) noexcept {
-    const auto noted_already = [&into](pid_t pid) {
-        return std::any_of(into.begin(), into.end(),
+void noted_descendants::note(pid_t leader) noexcept {
+    const auto noted_already = [this](pid_t pid) {
+        return std::any_of(list_.begin(), list_.end(),
                            [pid](const child_by_pidfd& p) { return p.pid == pid; });
     };
     try {
@@ -226,23 +242,39 @@ void note_descendants(pid_t leader, std::vector<child_by_pidfd>& into, std::size
             if (stat && stat->ppid == self && stat->pgrp == leader)
                 below.push_back(pid);
         }
-        while (!below.empty() && into.size() < limit) {
+        while (!below.empty() && list_.size() < max_per_child) {
             const pid_t pid = below.back();
             below.pop_back();
             if (noted_already(pid))
                 continue;
+            if (noted_held.fetch_add(1) >= noted_budget()) {
+                noted_held.fetch_sub(1);
+                return;
+            }
             // Opened just after the pid was listed as a child: pids are handed out in turn,
             // so it is not another process's unless all of pid_max went by meanwhile.
             const int pidfd = above_stdio(pidfd_of(pid));
-            if (pidfd < 0)
+            if (pidfd < 0) {
+                noted_held.fetch_sub(1);
                 continue; // ended and reaped by its parent already
-            into.push_back({pid, pidfd});
+            }
+            list_.push_back({pid, pidfd});
             const auto children = children_of(pid);
             below.insert(below.end(), children.begin(), children.end());
         }
     } catch (...) {
         // Out of memory: those noted so far are kept.
     }
+}
+
+std::vector<child_by_pidfd> noted_descendants::release() noexcept {
+    noted_held.fetch_sub(list_.size());
+    return std::exchange(list_, {});
+}
+
+void noted_descendants::clear() noexcept {
+    auto list = release();
+    close_all(list);
 }
 
 void close_all(std::vector<child_by_pidfd>& processes) noexcept {
@@ -283,7 +315,7 @@ std::optional<bool> descendant_sweep::attributed(pid_t pgrp, pid_t sid, pid_t pi
     return carries_token(pid, token_);
 }
 
-void descendant_sweep::add_noted(std::vector<child_by_pidfd>&& noted) noexcept {
+void descendant_sweep::add_noted(std::vector<child_by_pidfd> noted) noexcept {
     try {
         noted_.insert(noted_.end(), noted.begin(), noted.end());
         noted.clear();

@@ -44,13 +44,35 @@ struct child_by_pidfd {
     int pidfd;
 };
 
-// Adds to `into` the processes below `leader` now, each by a pidfd opened while it was one:
-// those under it (/proc/<pid>/task/*/children, all the way down), and this program's children
-// in its process group (orphans reparented here while it ran) with theirs. None twice, at most
-// `limit` in all. Taken before each signal to the leader's group: a member inside setsid() or
+// The processes below one child when warden signalled its group. A member inside setsid() or
 // setpgid() when the signal comes gets it, yet dies in a group and session of its own, and
-// after that only this pidfd names it as the leader's (docs/processes.md).
-void note_descendants(pid_t leader, std::vector<child_by_pidfd>& into, std::size_t limit) noexcept;
+// its zombie has no environment: after that only a pidfd taken before names it as the
+// child's (docs/processes.md, "Descendants", rule 4). The pidfds are the program's
+// descriptors too, so they count against a budget: at most `max_per_child` per child, and
+// across the program a quarter of RLIMIT_NOFILE's soft limit, 256 at most.
+class noted_descendants {
+  public:
+    static constexpr std::size_t max_per_child = 64;
+
+    noted_descendants() = default;
+    ~noted_descendants() { clear(); }
+    noted_descendants(const noted_descendants&) = delete;
+    noted_descendants& operator=(const noted_descendants&) = delete;
+
+    // Adds those below `leader` now, each by a pidfd opened while it was one: the processes
+    // under it (/proc/<pid>/task/*/children, all the way down), and this program's children in
+    // its process group (orphans reparented here while it ran) with theirs. None twice.
+    void note(pid_t leader) noexcept;
+    // Hands the pidfds over (to a sweep, for its short life), returning their budget.
+    std::vector<child_by_pidfd> release() noexcept;
+    // Closes them.
+    void clear() noexcept;
+    std::size_t size() const noexcept { return list_.size(); }
+
+  private:
+    std::vector<child_by_pidfd> list_;
+};
+
 // Closes the pidfds of `processes` and empties it.
 void close_all(std::vector<child_by_pidfd>& processes) noexcept;
 
@@ -77,10 +99,10 @@ class descendant_sweep {
     descendant_sweep(const descendant_sweep&) = delete;
     descendant_sweep& operator=(const descendant_sweep&) = delete;
 
-    // Processes seen below the child before its group was signalled (note_descendants), which
+    // Processes seen below the child before its group was signalled (noted_descendants), which
     // the sweep takes (and closes): each is attributed by its pidfd alone once it is a child of
     // this program, zombie or not.
-    void add_noted(std::vector<child_by_pidfd>&& noted) noexcept;
+    void add_noted(std::vector<child_by_pidfd> noted) noexcept;
     // While the child is dead but unreaped: names and kills the attributed orphans already
     // here, before the child's group is killed (so they are seen alive).
     void first_round() noexcept;

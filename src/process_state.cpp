@@ -42,10 +42,6 @@ constexpr std::size_t max_drain_bytes = 4 * 1024 * 1024;
 // How long the end of a child may wait for its killed descendants to die, on the I/O thread.
 // SIGKILL takes a millisecond or so; only a process stuck in the kernel takes longer.
 constexpr std::chrono::milliseconds descendants_budget{250};
-// Pidfds held per process between a signal to its group and its end (note_descendants): the
-// race they close needs a process inside setsid() at that moment, so a tree larger than this
-// risks little, and the program's descriptors are not spent on it.
-constexpr std::size_t max_noted_below = 64;
 // The crash dump is one write of at most 129 pointers; anything longer is not ours.
 constexpr std::size_t max_crash_bytes = 4096;
 
@@ -64,7 +60,6 @@ process_state::process_state(std::shared_ptr<supervisor_core> core,
     , lineage_(std::move(lineage)) {}
 
 process_state::~process_state() {
-    close_all(noted_below_);
     // After the supervisor's shutdown, which stopped the matcher already unless a waiter came
     // later: its verdicts would go to an executor that may be gone.
     if (matcher_)
@@ -238,7 +233,7 @@ void process_state::on_exit_ready(const boost::system::error_code& ec) {
         }
         reaped_ = true;
         forget_child(pid_);
-        close_all(noted_below_); // noted by a cancel that came while the sweep ran
+        noted_below_.clear(); // noted by a cancel that came while the sweep ran
         cancelled_ = cancel_sent_;
         if (reaped == pid_)
             status_ = status;
@@ -267,14 +262,14 @@ bool process_state::end_descendants() {
     descendant_sweep sweep(pid_, lineage_);
     {
         std::lock_guard lock(mutex_);
-        sweep.add_noted(std::move(noted_below_)); // by a cancel's SIGTERM, or the kill timer's
+        sweep.add_noted(noted_below_.release()); // by a cancel's SIGTERM, or the kill timer's
     }
     // Named while they run, before the group's SIGKILL below turns them into zombies.
     sweep.first_round();
     {
         std::lock_guard lock(mutex_);
         signal_group_locked(SIGKILL);
-        sweep.add_noted(std::move(noted_below_));
+        sweep.add_noted(noted_below_.release());
     }
     sweep.finish(descendants_budget);
     left_running_ = sweep.left_running();
@@ -327,7 +322,7 @@ void process_state::signal_group_locked(int sig, bool note_below) {
     // was this child's (docs/processes.md, "Descendants"). Stress: `warden_stress --kinds
     // descendants` left one such zombie in about 3,000 runs before.
     if (note_below)
-        note_descendants(pid_, noted_below_, max_noted_below);
+        noted_below_.note(pid_);
     // The child leads its own process group: a shell's children go with it. ESRCH: the group
     // is not there (a forked child between fork and setpgid), so signal the child itself.
     if (::kill(-pid_, sig) == -1 && errno == ESRCH)

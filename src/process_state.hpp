@@ -178,7 +178,7 @@ class process_state : public std::enable_shared_from_this<process_state> {
     body_outcome make_outcome(const std::string& crash);
     std::exception_ptr ended_error(const line_waiter& w) const; // caller holds mutex_
     // Signals the child's group. With `note_below`, the processes below the child are noted
-    // first (note_descendants), for the sweep at its end.
+    // first (noted_descendants), for the sweep at its end.
     void signal_group_locked(int sig, bool note_below = true);
     std::vector<std::string> tail_locked() const;
 
@@ -212,9 +212,9 @@ class process_state : public std::enable_shared_from_this<process_state> {
     std::vector<std::shared_ptr<line_waiter>> waiters_;
     std::unique_ptr<line_matcher> matcher_; // created by the first regex waiter
     bool reaped_ = false;
-    bool cancel_sent_ = false;                // SIGTERM sent before the child was reaped
-    std::vector<child_by_pidfd> noted_below_; // by signal_group_locked, for end_descendants
-    bool cancelled_ = false; // the outcome is "cancelled": cancel_sent_ when it was reaped
+    bool cancel_sent_ = false;      // SIGTERM sent before the child was reaped
+    noted_descendants noted_below_; // by signal_group_locked, for end_descendants
+    bool cancelled_ = false;        // the outcome is "cancelled": cancel_sent_ when it was reaped
     std::optional<int> status_;
     int reap_errno_ = 0;
     bool finished_ = false;

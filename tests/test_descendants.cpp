@@ -18,6 +18,7 @@
 
 #include <poll.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -226,6 +227,50 @@ TEST_CASE("a descendant in a new session that ended before its process was cance
         REQUIRE(grandchild->wait_until_ended(30s)); // a zombie under `sleep`, its parent
     }
     CHECK(grandchild->gone());
+}
+
+namespace {
+
+// A shell with `count` background `sleep 1000`, all ignoring SIGTERM (an ignored signal stays
+// ignored across exec), so a cancellation leaves the tree whole until the test kills it.
+warden::process& tree_ignoring_sigterm(warden::supervisor& sup, int count) {
+    auto& p =
+        sup.spawn_process({.argv = {"sh", "-c",
+                                    "trap '' TERM; i=0; while [ $i -lt " + std::to_string(count) +
+                                        " ]; do sleep 1000 & i=$((i+1)); done; echo ready; wait"}});
+    p.wait_for_line_blocking("ready", 30s);
+    return p;
+}
+
+} // namespace
+
+TEST_CASE("a cancellation notes the processes below a process with at most 64 descriptors") {
+    warden::supervisor sup{{.cancel_grace = 60s}};
+    auto& p = tree_ignoring_sigterm(sup, 100);
+    const auto before = warden_test::fd_count();
+    sup.cancel(); // the SIGTERM to the group, which every member ignores
+    CHECK(warden_test::fd_count() - before == warden::detail::noted_descendants::max_per_child);
+    REQUIRE(::kill(-p.pid(), SIGKILL) == 0);
+    sup.wait();
+    CHECK(warden_test::fd_count() <= before); // the pipes are closed too
+}
+
+TEST_CASE("the descriptors noted below all processes stay within the program's budget") {
+    rlimit files{};
+    REQUIRE(::getrlimit(RLIMIT_NOFILE, &files) == 0);
+    const std::size_t budget =
+        std::min<std::size_t>(256, files.rlim_cur == RLIM_INFINITY ? 256 : files.rlim_cur / 4);
+    warden::supervisor sup{{.cancel_grace = 60s}};
+    std::vector<pid_t> groups;
+    for (int i = 0; i < 5; ++i)
+        groups.push_back(tree_ignoring_sigterm(sup, 60).pid());
+    const auto before = warden_test::fd_count();
+    sup.cancel();
+    CHECK(warden_test::fd_count() - before == budget);
+    for (const pid_t group : groups)
+        REQUIRE(::kill(-group, SIGKILL) == 0);
+    sup.wait();
+    CHECK(warden_test::fd_count() <= before);
 }
 
 TEST_CASE("processes the program started itself, and their orphans, are not warden's") {
