@@ -227,10 +227,6 @@ bool is_lineage_entry(const char* entry) noexcept {
 }
 
 void noted_descendants::note(pid_t leader) noexcept {
-    const auto noted_already = [this](pid_t pid) {
-        return std::any_of(list_.begin(), list_.end(),
-                           [pid](const child_by_pidfd& p) { return p.pid == pid; });
-    };
     try {
         std::vector<pid_t> below = children_of(leader);
         const pid_t self = ::getpid();
@@ -242,28 +238,49 @@ void noted_descendants::note(pid_t leader) noexcept {
             if (stat && stat->ppid == self && stat->pgrp == leader)
                 below.push_back(pid);
         }
-        while (!below.empty() && list_.size() < max_per_child) {
-            const pid_t pid = below.back();
-            below.pop_back();
-            if (noted_already(pid))
-                continue;
-            if (noted_held.fetch_add(1) >= noted_budget()) {
-                noted_held.fetch_sub(1);
-                return;
-            }
-            // Opened just after the pid was listed as a child: pids are handed out in turn,
-            // so it is not another process's unless all of pid_max went by meanwhile.
-            const int pidfd = above_stdio(pidfd_of(pid));
-            if (pidfd < 0) {
-                noted_held.fetch_sub(1);
-                continue; // ended and reaped by its parent already
-            }
-            list_.push_back({pid, pidfd});
-            const auto children = children_of(pid);
-            below.insert(below.end(), children.begin(), children.end());
-        }
+        walk(std::move(below));
     } catch (...) {
         // Out of memory: those noted so far are kept.
+    }
+}
+
+void noted_descendants::note_under(const std::vector<pid_t>& roots) noexcept {
+    try {
+        std::vector<pid_t> below;
+        for (const pid_t root : roots) {
+            const auto children = children_of(root);
+            below.insert(below.end(), children.begin(), children.end());
+        }
+        walk(std::move(below));
+    } catch (...) {
+        // Out of memory: those noted so far are kept.
+    }
+}
+
+void noted_descendants::walk(std::vector<pid_t> below) {
+    const auto noted_already = [this](pid_t pid) {
+        return std::any_of(list_.begin(), list_.end(),
+                           [pid](const child_by_pidfd& p) { return p.pid == pid; });
+    };
+    while (!below.empty() && list_.size() < max_per_child) {
+        const pid_t pid = below.back();
+        below.pop_back();
+        if (noted_already(pid))
+            continue;
+        if (noted_held.fetch_add(1) >= noted_budget()) {
+            noted_held.fetch_sub(1);
+            return;
+        }
+        // Opened just after the pid was listed as a child: pids are handed out in turn, so it
+        // is not another process's unless all of pid_max went by meanwhile.
+        const int pidfd = above_stdio(pidfd_of(pid));
+        if (pidfd < 0) {
+            noted_held.fetch_sub(1);
+            continue; // ended and reaped by its parent already
+        }
+        list_.push_back({pid, pidfd});
+        const auto children = children_of(pid);
+        below.insert(below.end(), children.begin(), children.end());
     }
 }
 
@@ -392,6 +409,8 @@ void descendant_sweep::take(pid_t pid, int pidfd, const proc_stat* stat, bool al
     }
     if (!alive)
         return;
+    if (stat && stat->pgrp == child_)
+        killed_in_group_.push_back(pid);
     if (std::find(seen_.begin(), seen_.end(), pid) == seen_.end()) {
         seen_.push_back(pid);
         if (named_.size() < max_named)

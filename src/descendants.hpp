@@ -63,6 +63,9 @@ class noted_descendants {
     // under it (/proc/<pid>/task/*/children, all the way down), and this program's children in
     // its process group (orphans reparented here while it ran) with theirs. None twice.
     void note(pid_t leader) noexcept;
+    // Adds those under `roots` (not the roots), all the way down: where the leader has ended
+    // and a sweep has found the members of its group that are this program's children.
+    void note_under(const std::vector<pid_t>& roots) noexcept;
     // Hands the pidfds over (to a sweep, for its short life), returning their budget.
     std::vector<child_by_pidfd> release() noexcept;
     // Closes them.
@@ -70,6 +73,8 @@ class noted_descendants {
     std::size_t size() const noexcept { return list_.size(); }
 
   private:
+    void walk(std::vector<pid_t> below);
+
     std::vector<child_by_pidfd> list_;
 };
 
@@ -116,6 +121,9 @@ class descendant_sweep {
     // Attributed processes killed but not ended within the budget: kept until they end
     // (reap_killed_descendants).
     std::size_t unfinished() const noexcept { return unfinished_; }
+    // Members of the child's group that first_round() found running among this program's
+    // children, and killed: the group's SIGKILL reaches only what is below them.
+    const std::vector<pid_t>& killed_in_group() const noexcept { return killed_in_group_; }
 
     static constexpr std::size_t max_named = 16;
 
@@ -136,6 +144,7 @@ class descendant_sweep {
     std::vector<pid_t> groups_;
     std::vector<pid_t> sessions_;
     std::vector<pid_t> seen_;
+    std::vector<pid_t> killed_in_group_;
     std::vector<std::string> named_;
     std::size_t unnamed_ = 0;
     std::vector<child_by_pidfd> noted_; // add_noted's, not yet children of this program

@@ -268,7 +268,11 @@ bool process_state::end_descendants() {
     sweep.first_round();
     {
         std::lock_guard lock(mutex_);
-        signal_group_locked(SIGKILL);
+        // The child is dead, so its group's members that are left are the program's children
+        // (the sweep has them) and what is below those: only these are walked, nothing at all
+        // for a child that left no group behind.
+        noted_below_.note_under(sweep.killed_in_group());
+        signal_group_locked(SIGKILL, false);
         sweep.add_noted(noted_below_.release());
     }
     sweep.finish(descendants_budget);
