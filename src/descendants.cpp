@@ -17,6 +17,7 @@
 #include <utility>
 
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -151,6 +152,35 @@ std::vector<child_by_pidfd>& killed() {
     static auto* processes = new std::vector<child_by_pidfd>;
     return *processes;
 }
+
+// A fork copies the locks as they are: one that another thread held would stay held in the
+// child, whose own sweeps (a forked child that spawns) take them. Held by the forking thread
+// across fork() instead. The child then drops what it copied of the parent's: the parent's
+// children are not its own (a pid noted there would hide a reused one here), its kept pidfds
+// are closed, and the noted pidfds it counts are the parent's, whose objects never run here.
+void before_fork() noexcept {
+    subreaper_mutex.lock();
+    children_mutex.lock();
+    killed_mutex.lock();
+}
+
+void after_fork_in_parent() noexcept {
+    killed_mutex.unlock();
+    children_mutex.unlock();
+    subreaper_mutex.unlock();
+}
+
+void after_fork_in_child() noexcept {
+    for (const auto& k : killed())
+        ::close(k.pidfd);
+    killed().clear();
+    noted().clear();
+    noted_held.store(0);
+    after_fork_in_parent();
+}
+
+[[maybe_unused]] const bool fork_handlers_registered =
+    ::pthread_atfork(&before_fork, &after_fork_in_parent, &after_fork_in_child) == 0;
 
 } // namespace
 

@@ -273,6 +273,36 @@ TEST_CASE("the descriptors noted below all processes stay within the program's b
     CHECK(warden_test::fd_count() <= before);
 }
 
+TEST_CASE("a forked child's budget of noted descriptors is its own, not what the parent holds") {
+#if defined(__SANITIZE_THREAD__)
+    // The forked child runs a supervisor of its own, whose I/O thread ThreadSanitizer cannot
+    // start there ("starting new threads after multi-threaded fork is not supported").
+    MESSAGE("skipped under ThreadSanitizer: a supervisor cannot start in a forked child");
+    return;
+#endif
+    warden::supervisor parent{{.cancel_grace = 60s}};
+    std::vector<pid_t> groups;
+    for (int i = 0; i < 5; ++i)
+        groups.push_back(tree_ignoring_sigterm(parent, 60).pid());
+    parent.cancel(); // the parent now holds the whole budget, and fork copies its count
+    warden::supervisor host;
+    host.spawn_forked([] {
+        warden::supervisor sup{{.cancel_grace = 60s}};
+        auto& p = tree_ignoring_sigterm(sup, 10);
+        const auto before = warden_test::fd_count();
+        sup.cancel();
+        const auto noted = warden_test::fd_count() - before;
+        ::kill(-p.pid(), SIGKILL);
+        sup.wait();
+        if (noted != 10)
+            throw std::runtime_error("noted " + std::to_string(noted) + " of 10");
+    });
+    CHECK_NOTHROW(host.wait());
+    for (const pid_t group : groups)
+        REQUIRE(::kill(-group, SIGKILL) == 0);
+    parent.wait();
+}
+
 TEST_CASE("processes the program started itself, and their orphans, are not warden's") {
     warden::supervisor sup;
     // Makes this program the subreaper before the orphan below is made.
