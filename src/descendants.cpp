@@ -27,6 +27,7 @@
 
 #include <fmt/format.h>
 
+#include "fork_safe.hpp"
 #include "leak_check.hpp"
 #include "log.hpp"
 #include "process_state.hpp"
@@ -153,34 +154,24 @@ std::vector<child_by_pidfd>& killed() {
     return *processes;
 }
 
-// A fork copies the locks as they are: one that another thread held would stay held in the
-// child, whose own sweeps (a forked child that spawns) take them. Held by the forking thread
-// across fork() instead. The child then drops what it copied of the parent's: the parent's
-// children are not its own (a pid noted there would hide a reused one here), its kept pidfds
-// are closed, and the noted pidfds it counts are the parent's, whose objects never run here.
-void before_fork() noexcept {
-    subreaper_mutex.lock();
-    children_mutex.lock();
-    killed_mutex.lock();
-}
-
-void after_fork_in_parent() noexcept {
-    killed_mutex.unlock();
-    children_mutex.unlock();
-    subreaper_mutex.unlock();
-}
-
+// A forked child drops what it copied of the parent's: the parent's children are not its own
+// (a pid noted there would hide a reused one here), its kept pidfds are closed, and the noted
+// pidfds it counts are the parent's, whose objects never run here. Single-threaded, after
+// fork_safe.hpp's handler released the locks.
 void after_fork_in_child() noexcept {
     for (const auto& k : killed())
         ::close(k.pidfd);
     killed().clear();
     noted().clear();
     noted_held.store(0);
-    after_fork_in_parent();
 }
 
-[[maybe_unused]] const bool fork_handlers_registered =
-    ::pthread_atfork(&before_fork, &after_fork_in_parent, &after_fork_in_child) == 0;
+[[maybe_unused]] const bool fork_handlers_registered = [] {
+    hold_across_fork(subreaper_mutex);
+    hold_across_fork(children_mutex);
+    hold_across_fork(killed_mutex);
+    return ::pthread_atfork(nullptr, nullptr, &after_fork_in_child) == 0;
+}();
 
 } // namespace
 

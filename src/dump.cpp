@@ -27,6 +27,7 @@
 
 #include "core.hpp"
 #include "coroutine_child.hpp"
+#include "fork_safe.hpp"
 #include "leak_check.hpp"
 #include "lines.hpp"
 #include "process_state.hpp"
@@ -51,7 +52,11 @@ struct supervisor_list {
 
 // Never destroyed: a supervisor may end during exit's static destructors.
 supervisor_list& supervisors() {
-    static auto* list = new supervisor_list;
+    static auto* list = [] {
+        auto* made = new supervisor_list;
+        hold_across_fork(made->mutex); // a supervisor made in a forked child enlists
+        return made;
+    }();
     return *list;
 }
 
@@ -188,6 +193,7 @@ void install_stack_handler() {
 }
 
 std::mutex abandoned_mutex;
+[[maybe_unused]] const bool abandoned_held_across_fork = (hold_across_fork(abandoned_mutex), true);
 std::vector<std::unique_ptr<stack_request>>& abandoned() {
     static auto* kept = new std::vector<std::unique_ptr<stack_request>>;
     return *kept;

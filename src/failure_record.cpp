@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "core.hpp"
+#include "fork_safe.hpp"
 #include "registry.hpp"
 #include "stack.hpp"
 #include "throw_site.hpp"
@@ -89,9 +90,14 @@ struct kept_failure_list {
         newest_of_object;
 };
 
+// Never destroyed: a supervisor may end during exit's static destructors.
 kept_failure_list& kept() {
-    static kept_failure_list list;
-    return list;
+    static auto* list = [] {
+        auto* made = new kept_failure_list;
+        hold_across_fork(made->mutex); // a failure in a forked child is kept here too
+        return made;
+    }();
+    return *list;
 }
 
 // Returns the failure it drops to make room, if any.

@@ -17,6 +17,7 @@
 
 #include <warden/fixtures.hpp>
 
+#include "fork_safe.hpp"
 #include "json.hpp"
 
 namespace warden::detail {
@@ -60,6 +61,7 @@ std::string wchan(const fs::path& dir) {
 }
 
 std::mutex kept_mutex;
+[[maybe_unused]] const bool kept_held_across_fork = (hold_across_fork(kept_mutex), true);
 std::vector<pid_t> kept;
 
 } // namespace

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "failure_record.hpp"
+#include "fork_safe.hpp"
 #include "json.hpp"
 #include "lines.hpp"
 #include "registry.hpp"
@@ -131,6 +132,7 @@ void append_indented(std::string& out, std::string_view lines, std::string_view 
 }
 
 std::mutex test_mutex;
+[[maybe_unused]] const bool test_held_across_fork = (hold_across_fork(test_mutex), true);
 // Shared, not copied into every child's record: a test name is usually too long for the
 // string's inline buffer, and a heap copy per spawn is what a trivial child must not cost.
 std::shared_ptr<const std::string> test_name;

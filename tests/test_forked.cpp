@@ -8,10 +8,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <latch>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -26,7 +29,9 @@
 #include <doctest/doctest.h>
 
 #include "failure_of.hpp"
+#include "fork_safe.hpp"
 #include "forked.hpp"
+#include "helpers.hpp"
 #include "registry.hpp"
 #include "remote_failure.hpp"
 #include "stack.hpp"
@@ -257,6 +262,41 @@ TEST_CASE("destroying a supervisor from inside its own coroutine child ends the 
     });
     CHECK(e.signal() == SIGABRT);
     CHECK(names_the_destroyer(e.output_tail(), "coroutine"));
+}
+
+namespace {
+
+// Lives until the program ends, as hold_across_fork asks.
+std::mutex& lock_held_across_fork() {
+    static auto* lock = [] {
+        auto* made = new std::mutex;
+        warden::detail::hold_across_fork(*made);
+        return made;
+    }();
+    return *lock;
+}
+
+} // namespace
+
+// What fork_safe.hpp does for warden's own process-wide locks (the supervisors' list that a
+// supervisor made in a forked child enlists in, the kept failures, the descendants' tables):
+// the fork waits for the thread that holds one, so the child never starts with it locked.
+TEST_CASE("a lock another thread holds when a forked child starts is free in the child") {
+    auto& lock = lock_held_across_fork();
+    const pid_t spawning_thread = warden_test::this_thread_id();
+    std::latch held(1);
+    std::thread holder([&] {
+        lock.lock();
+        held.count_down();
+        // Released once the spawning thread sleeps: in fork(), waiting for this very lock.
+        (void)warden_test::thread_is_asleep(spawning_thread);
+        lock.unlock();
+    });
+    held.wait();
+    warden::supervisor sup;
+    sup.spawn_forked([] { std::lock_guard in_child(lock_held_across_fork()); });
+    holder.join();
+    CHECK_NOTHROW(sup.wait_for(30s)); // a child that started with the lock held never ends
 }
 
 TEST_CASE("a forked child's stdout and stderr are captured") {
