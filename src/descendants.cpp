@@ -430,25 +430,31 @@ void descendant_sweep::take(pid_t pid, int pidfd, const proc_stat* stat, bool al
     }
     if (!alive)
         return;
-    if (stat && stat->pgrp == child_)
-        killed_in_group_.push_back(pid);
-    if (std::find(seen_.begin(), seen_.end(), pid) == seen_.end()) {
-        seen_.push_back(pid);
-        if (named_.size() < max_named)
-            named_.push_back(fmt::format(
-                "pid {} ({})", pid,
-                command_line(pid, stat ? std::optional<proc_stat>(*stat) : std::nullopt)));
-        else
-            ++unnamed_;
+    // Named while it runs (a killed process's command line is gone), and killed whatever
+    // happens to the naming.
+    try {
+        if (stat && stat->pgrp == child_)
+            killed_in_group_.push_back(pid);
+        if (std::find(seen_.begin(), seen_.end(), pid) == seen_.end()) {
+            seen_.push_back(pid);
+            if (named_.size() < max_named)
+                named_.push_back(fmt::format(
+                    "pid {} ({})", pid,
+                    command_line(pid, stat ? std::optional<proc_stat>(*stat) : std::nullopt)));
+            else
+                ++unnamed_;
+        }
+        // Its zombie, and those of processes that share its session or group, can be told
+        // apart without an environment. Never the program's own session or group.
+        if (stat && stat->sid != own_sid_ &&
+            std::find(sessions_.begin(), sessions_.end(), stat->sid) == sessions_.end())
+            sessions_.push_back(stat->sid);
+        if (stat && stat->pgrp != own_pgrp_ &&
+            std::find(groups_.begin(), groups_.end(), stat->pgrp) == groups_.end())
+            groups_.push_back(stat->pgrp);
+    } catch (...) {
+        // Out of memory: killed, unnamed.
     }
-    // Its zombie, and those of processes that share its session or group, can be told apart
-    // without an environment. Never the program's own session or group.
-    if (stat && stat->sid != own_sid_ &&
-        std::find(sessions_.begin(), sessions_.end(), stat->sid) == sessions_.end())
-        sessions_.push_back(stat->sid);
-    if (stat && stat->pgrp != own_pgrp_ &&
-        std::find(groups_.begin(), groups_.end(), stat->pgrp) == groups_.end())
-        groups_.push_back(stat->pgrp);
     ::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
 }
 
