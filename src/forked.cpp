@@ -196,6 +196,12 @@ void put_in_environment(char* origin, char* lineage) noexcept {
     // Under capture::stacktrace, as the parent's own children.
     if (record_throws)
         record_every_throw();
+    // This thread is a copy of the spawning one, which may have been running a child of the
+    // parent process: that record is a copy too, frozen mid-run, perhaps mid-cancellation.
+    // A supervisor made in f has no parent child here (its origin reaches it through
+    // WARDEN_ORIGIN instead). Test: "a supervisor made in a forked child that a cancelled
+    // child spawned starts open".
+    const current_child_scope no_running_child(nullptr);
 
     try {
         body();

@@ -299,6 +299,28 @@ TEST_CASE("a lock another thread holds when a forked child starts is free in the
     CHECK_NOTHROW(sup.wait_for(30s)); // a child that started with the lock held never ends
 }
 
+// The forked child runs f on a copy of the spawning thread, and with it a copy of that
+// thread's "running child": a supervisor made in f must not take a child of the parent
+// process, copied mid-run and perhaps mid-cancellation, for its parent.
+TEST_CASE("a supervisor made in a forked child that a cancelled child spawned starts open") {
+    warden::supervisor host;
+    warden::supervisor outer;
+    outer.spawn([&](std::stop_token stop) {
+        outer.cancel();
+        REQUIRE(stop.stop_requested());
+        host.spawn_forked([] {
+            // On an io_context of its own: no thread is started (ThreadSanitizer cannot start
+            // one in a forked child).
+            boost::asio::io_context io;
+            warden::supervisor inner{io.get_executor()};
+            if (inner.stop_token().stop_requested())
+                throw std::runtime_error("the forked child's supervisor started closed");
+        });
+    });
+    outer.wait();
+    CHECK_NOTHROW(host.wait());
+}
+
 TEST_CASE("a forked child's stdout and stderr are captured") {
     warden::supervisor sup;
     auto& p = sup.spawn_forked([] {
