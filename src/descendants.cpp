@@ -211,20 +211,26 @@ std::size_t reap_killed_descendants(std::chrono::milliseconds wait) noexcept {
 }
 
 bool become_subreaper() noexcept {
-    std::lock_guard lock(subreaper_mutex);
-    const pid_t self = ::getpid();
-    if (subreaper_of == self)
-        return true;
-    if (::prctl(PR_SET_CHILD_SUBREAPER, 1) == 0) {
-        subreaper_of = self;
-        return true;
-    }
-    if (!subreaper_refused) {
+    int refused = 0;
+    {
+        std::lock_guard lock(subreaper_mutex);
+        const pid_t self = ::getpid();
+        if (subreaper_of == self)
+            return true;
+        if (::prctl(PR_SET_CHILD_SUBREAPER, 1) == 0) {
+            subreaper_of = self;
+            return true;
+        }
+        if (subreaper_refused)
+            return false;
         subreaper_refused = true;
-        log().warn("cannot become the subreaper of spawned processes ({}): a descendant that "
-                   "leaves its process group outlives its process",
-                   std::strerror(errno));
+        refused = errno;
     }
+    // After the unlock: the lock is held across fork() by a thread that holds the stdio locks
+    // (fork_safe.hpp), and a log line takes stderr's.
+    log().warn("cannot become the subreaper of spawned processes ({}): a descendant that leaves "
+               "its process group outlives its process",
+               std::strerror(refused));
     return false;
 }
 

@@ -12,8 +12,9 @@ namespace warden::detail {
 
 // Registers `lock`, which must live until the program ends, to be taken before every fork()
 // and released after it, in the parent and in the child. Only for leaf locks: nothing else is
-// taken while one of them is held, so the order they are taken in cannot deadlock. At most
-// 16; past that the lock is not held across fork (a warden bug, not the user's).
+// taken while one of them is held (no log line, no stdio: spawn_forked holds the stdio locks
+// across fork()), so the order they are taken in cannot deadlock. At most 16; past that the
+// lock is not held across fork (a warden bug, not the user's).
 void hold_across_fork(std::mutex& lock) noexcept;
 
 } // namespace warden::detail

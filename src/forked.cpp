@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <spdlog/details/console_globals.h>
 
 #include "core.hpp"
 #include "crash_handler.hpp"
@@ -275,21 +276,28 @@ process& supervisor::start_forked(detail::unique_function<void()> body, spawn_op
     auto lineage_entry = detail::lineage_entry(lineage);
 
     // Whatever the parent buffered is written once, by the parent; and no other thread holds
-    // the stdio locks at the fork, so the child can print.
+    // the stdio locks at the fork, so the child can print. Nor spdlog's console lock, which
+    // warden's log lines take before stderr's (in that order here too): the child can log.
+    // Test: "a log line another thread is writing when a forked child starts does not hold
+    // up the child's".
     std::fflush(stdout);
     std::fflush(stderr);
+    auto& console = spdlog::details::console_mutex::mutex();
+    console.lock();
     ::flockfile(stdout);
     ::flockfile(stderr);
     const pid_t pid = ::fork();
     if (pid == 0) {
         ::funlockfile(stderr);
         ::funlockfile(stdout);
+        console.unlock();
         detail::run_child(body, output, failure, crash, origin, lineage_entry,
                           core_->options().capture == capture::stacktrace);
     }
     const int fork_errno = errno;
     ::funlockfile(stderr);
     ::funlockfile(stdout);
+    console.unlock();
     if (pid < 0) {
         detail::end_failed_spawn(*core_, *record);
         throw spawn_error(std::error_code(fork_errno, std::system_category()), "fork",

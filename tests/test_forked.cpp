@@ -3,11 +3,14 @@
 #include <warden/supervisor.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
+#include <iterator>
 #include <latch>
 #include <mutex>
 #include <optional>
@@ -25,6 +28,7 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
+#include <spdlog/details/console_globals.h>
 
 #include <doctest/doctest.h>
 
@@ -32,6 +36,7 @@
 #include "fork_safe.hpp"
 #include "forked.hpp"
 #include "helpers.hpp"
+#include "log.hpp"
 #include "registry.hpp"
 #include "remote_failure.hpp"
 #include "stack.hpp"
@@ -276,27 +281,69 @@ std::mutex& lock_held_across_fork() {
     return *lock;
 }
 
+// Holds `lock` on another thread while this thread calls `spawn(sup)`, a spawn_forked, and
+// lets it go once this thread has forked (the child then started with `lock` held, and waits
+// for it for good), or sleeps inside the spawn (waiting for `lock` before it forks). Returns
+// whether the forked child ended within 30 s.
+template <class Spawn>
+bool forked_child_ends_while_held(std::mutex& lock, Spawn spawn) {
+    const pid_t spawner = warden_test::this_thread_id();
+    const auto task = "/proc/self/task/" + std::to_string(spawner);
+    std::latch held(1);
+    std::atomic<bool> spawning{false};
+    std::thread holder([&] {
+        lock.lock();
+        held.count_down();
+        while (!spawning.load())
+            std::this_thread::yield();
+        const auto deadline = clock_type::now() + 10s;
+        while (clock_type::now() < deadline) {
+            std::ifstream children(task + "/children");
+            pid_t child = 0;
+            if (children >> child)
+                break; // forked
+            std::ifstream stat_file(task + "/stat");
+            const std::string stat((std::istreambuf_iterator<char>(stat_file)), {});
+            const auto close = stat.rfind(')');
+            if (close != std::string::npos && close + 2 < stat.size() && stat[close + 2] == 'S')
+                break; // waiting for the lock
+            std::this_thread::yield();
+        }
+        lock.unlock();
+    });
+    held.wait();
+    warden::supervisor sup;
+    spawning.store(true);
+    spawn(sup);
+    holder.join();
+    try {
+        sup.wait_for(30s);
+        return true;
+    } catch (const warden::join_timeout&) {
+        return false;
+    }
+}
+
 } // namespace
 
 // What fork_safe.hpp does for warden's own process-wide locks (the supervisors' list that a
 // supervisor made in a forked child enlists in, the kept failures, the descendants' tables):
 // the fork waits for the thread that holds one, so the child never starts with it locked.
 TEST_CASE("a lock another thread holds when a forked child starts is free in the child") {
-    auto& lock = lock_held_across_fork();
-    const pid_t spawning_thread = warden_test::this_thread_id();
-    std::latch held(1);
-    std::thread holder([&] {
-        lock.lock();
-        held.count_down();
-        // Released once the spawning thread sleeps: in fork(), waiting for this very lock.
-        (void)warden_test::thread_is_asleep(spawning_thread);
-        lock.unlock();
-    });
-    held.wait();
-    warden::supervisor sup;
-    sup.spawn_forked([] { std::lock_guard in_child(lock_held_across_fork()); });
-    holder.join();
-    CHECK_NOTHROW(sup.wait_for(30s)); // a child that started with the lock held never ends
+    CHECK(forked_child_ends_while_held(lock_held_across_fork(), [](warden::supervisor& sup) {
+        sup.spawn_forked([] { std::lock_guard in_child(lock_held_across_fork()); });
+    }));
+}
+
+// A thread of the parent that is writing a log line holds spdlog's console lock (warden's
+// logger writes to stderr through it, then takes stderr's own).
+TEST_CASE("a log line another thread is writing when a forked child starts does not hold up "
+          "the child's") {
+    (void)warden::detail::log(); // made now: making it takes the console lock too
+    CHECK(forked_child_ends_while_held(
+        spdlog::details::console_mutex::mutex(), [](warden::supervisor& sup) {
+            sup.spawn_forked([] { warden::detail::log().error("a line from the forked child"); });
+        }));
 }
 
 // The forked child runs f on a copy of the spawning thread, and with it a copy of that
