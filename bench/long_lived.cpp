@@ -20,17 +20,15 @@
 
 #include <chrono>
 #include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <stdexcept>
 #include <string>
-#include <thread>
 
 #include <warden/errors.hpp>
 #include <warden/process.hpp>
 #include <warden/supervisor.hpp>
 
 #include "common.hpp"
+#include "helpers.hpp" // tests/: the count of threads named X, read until it settles
 
 using namespace warden_bench;
 using namespace std::chrono_literals;
@@ -92,17 +90,6 @@ loop_costs fail_and_wait(std::size_t n, std::size_t window) {
     return costs;
 }
 
-std::size_t threads_named(const std::string& name) {
-    std::size_t n = 0;
-    std::error_code ec;
-    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
-        std::ifstream comm(task.path() / "comm");
-        std::string line;
-        n += std::getline(comm, line) && line == name;
-    }
-    return n;
-}
-
 std::size_t matcher_threads_left(std::size_t n) {
     warden::supervisor sup{{.capture = warden::capture::location}};
     for (std::size_t i = 0; i < n; ++i) {
@@ -110,13 +97,7 @@ std::size_t matcher_threads_left(std::size_t n) {
         p.wait_for_line_blocking("re.dy [0-9]", 10s);
         sup.wait();
     }
-    const auto deadline = bench_clock::now() + 5s;
-    std::size_t left = threads_named("warden match");
-    while (left > 0 && bench_clock::now() < deadline) {
-        std::this_thread::yield();
-        left = threads_named("warden match");
-    }
-    return left;
+    return warden_test::threads_named_once_settled("warden match", 0);
 }
 
 } // namespace
