@@ -260,8 +260,7 @@ void noted_descendants::note(pid_t leader) noexcept {
         for (const pid_t pid : child_processes()) {
             if (pid == leader || is_noted(pid))
                 continue;
-            const auto stat =
-                read_proc_stat(std::filesystem::path("/proc") / std::to_string(pid) / "stat");
+            const auto stat = process_stat(pid);
             if (stat && stat->ppid == self && stat->pgrp == leader)
                 below.push_back(pid);
         }
@@ -389,8 +388,7 @@ bool descendant_sweep::round() noexcept {
             }
             const auto [pid, pidfd] = *it;
             it = noted_.erase(it);
-            const auto stat =
-                read_proc_stat(std::filesystem::path("/proc") / std::to_string(pid) / "stat");
+            const auto stat = process_stat(pid);
             found = true;
             take(pid, pidfd, stat ? &*stat : nullptr, info.si_pid == 0);
         }
@@ -404,8 +402,7 @@ bool descendant_sweep::round() noexcept {
             const int pidfd = above_stdio(pidfd_of(pid));
             if (pidfd < 0)
                 continue;
-            const auto stat =
-                read_proc_stat(std::filesystem::path("/proc") / std::to_string(pid) / "stat");
+            const auto stat = process_stat(pid);
             const bool alive = stat && stat->state != 'Z' && stat->state != 'X';
             const auto ours =
                 stat && stat->ppid == self_ ? attributed(stat->pgrp, stat->sid, pid, alive) : false;

@@ -108,6 +108,10 @@ std::optional<proc_stat> read_proc_stat(const fs::path& stat_file) {
     return s;
 }
 
+std::optional<proc_stat> process_stat(pid_t pid) {
+    return read_proc_stat(fs::path("/proc") / std::to_string(pid) / "stat");
+}
+
 std::string command_line(pid_t pid, const std::optional<proc_stat>& stat) {
     std::string command = read_proc_file(fs::path("/proc") / std::to_string(pid) / "cmdline");
     while (!command.empty() && command.back() == '\0')

@@ -29,6 +29,8 @@ struct proc_stat {
     pid_t sid = 0; // the session
 };
 std::optional<proc_stat> read_proc_stat(const std::filesystem::path& stat_file);
+// The same for /proc/<pid>/stat.
+std::optional<proc_stat> process_stat(pid_t pid);
 
 // A process's command line, its arguments joined by spaces; "[comm]" (from `stat`) once it has
 // none left (an exited child, a kernel thread); empty if neither can be read.

@@ -212,11 +212,11 @@ class process_state : public std::enable_shared_from_this<process_state> {
     std::vector<std::shared_ptr<line_waiter>> waiters_;
     std::unique_ptr<line_matcher> matcher_; // created by the first regex waiter
     bool reaped_ = false;
-    bool cancel_sent_ = false;      // SIGTERM sent before the child was reaped
-    noted_descendants noted_below_; // by signal_group_locked, for end_descendants
-    bool cancelled_ = false;        // the outcome is "cancelled": cancel_sent_ when it was reaped
+    bool cancel_sent_ = false; // SIGTERM sent before the child was reaped
+    bool cancelled_ = false;   // the outcome is "cancelled": cancel_sent_ when it was reaped
     std::optional<int> status_;
     int reap_errno_ = 0;
+    noted_descendants noted_below_; // by signal_group_locked, for end_descendants
     bool finished_ = false;
     body_outcome outcome_ = body_outcome::returned();
 };
