@@ -274,10 +274,16 @@ TEST_CASE("the descriptors noted below all processes stay within the program's b
 }
 
 TEST_CASE("a forked child's budget of noted descriptors is its own, not what the parent holds") {
-#if defined(__SANITIZE_THREAD__)
-    // The forked child runs a supervisor of its own, whose I/O thread ThreadSanitizer cannot
-    // start there ("starting new threads after multi-threaded fork is not supported").
-    MESSAGE("skipped under ThreadSanitizer: a supervisor cannot start in a forked child");
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+    // The forked child runs a supervisor of its own, with threads, after a fork of a busy
+    // multi-threaded parent. ThreadSanitizer cannot start a thread there ("starting new threads
+    // after multi-threaded fork is not supported"). GCC 12's AddressSanitizer does not hold its
+    // allocator's locks across fork(): one that a parent thread held at that moment stays held
+    // in the child, whose next allocation of that size waits for good (seen once in a CI run
+    // and reproduced: the child's I/O thread stuck in SizeClassAllocator64::GetFromAllocator).
+    // The plain build runs it.
+    MESSAGE("skipped under ThreadSanitizer and AddressSanitizer: a supervisor with threads in a "
+            "forked child of a busy parent");
     return;
 #endif
     warden::supervisor parent{{.cancel_grace = 60s}};
