@@ -149,6 +149,9 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
     };
     // Throws what a throw_error step decided. Call without the lock.
     [[noreturn]] void throw_failure(step s);
+    // What throw_failure would throw, for a caller that hands it on (join): a child's own
+    // exception is not thrown here. Call without the lock.
+    std::exception_ptr failure_to_throw(step s);
     // The decision every wait makes, under the lock. `at_once` throws the first failure
     // without waiting for the cancelled siblings (wait_until).
     step evaluate(std::unique_lock<std::mutex>& lock, std::chrono::steady_clock::time_point now,

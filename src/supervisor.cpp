@@ -753,25 +753,36 @@ supervisor_core::step supervisor_core::evaluate(std::unique_lock<std::mutex>&,
 }
 
 void supervisor_core::throw_failure(step s) {
+    if (!s.group)
+        std::rethrow_exception(failure_to_throw(std::move(s)));
     // A waiter may wake (on its own deadline) between the failure being recorded and the
     // failing thread's stop request: the throw must not come before the stop.
     if (options_.policy == policy::fail_fast)
         stop_.request();
-    if (!s.group) {
-        // The child's own exception, at once: its report (with the later failures and the
-        // stragglers) is written when report_for first asks for it.
-        auto& draft = s.reports.front();
-        auto error = draft.record->report.error;
-        remember_thrown(draft.record, {{draft.later.begin(), draft.later.end()},
-                                       draft.later_not_kept,
-                                       std::move(draft.stragglers)});
-        std::rethrow_exception(error);
-    }
     std::vector<failure_report> reports;
     reports.reserve(s.reports.size());
     for (auto& draft : s.reports)
         reports.push_back(draft.write());
     throw failure_group(std::move(reports));
+}
+
+std::exception_ptr supervisor_core::failure_to_throw(step s) {
+    if (s.group) {
+        try {
+            throw_failure(std::move(s));
+        } catch (...) {
+            return std::current_exception();
+        }
+    }
+    if (options_.policy == policy::fail_fast)
+        stop_.request(); // as above
+    // The child's own exception, at once: its report (with the later failures and the
+    // stragglers) is written when report_for first asks for it.
+    auto& draft = s.reports.front();
+    remember_thrown(draft.record, {{draft.later.begin(), draft.later.end()},
+                                   draft.later_not_kept,
+                                   std::move(draft.stragglers)});
+    return draft.record->report.error;
 }
 
 void supervisor_core::check_not_own_child(const char* what) const {
@@ -1207,6 +1218,32 @@ blocking_job blocking_job::warm_up() {
 
 } // namespace detail
 
+namespace {
+
+// Makes `error` what the coroutine that awaits this one (join) throws: set in the awaiting
+// frame, as Asio sets an exception that leaves the coroutine's body, and rethrown once, in
+// the caller. Thrown in join's body, the child's exception would be thrown twice: out of the
+// body into join's frame, then out of the frame into the caller, each throw and catch some
+// microseconds on the path from a failure to the parent (bench_failure_latency).
+// `co_await end_with(e); co_return;` — the function is Asio's own form for an operation run
+// once the frame is suspended; the frame is then resumed at once.
+class end_with {
+  public:
+    explicit end_with(std::exception_ptr error) noexcept
+        : error_(std::move(error)) {}
+
+    asio::detail::awaitable_thread<asio::any_io_executor>*
+    operator()(asio::detail::awaitable_frame_base<asio::any_io_executor>* frame) noexcept {
+        frame->set_except(std::move(error_));
+        return nullptr;
+    }
+
+  private:
+    std::exception_ptr error_;
+};
+
+} // namespace
+
 // The awaiting coroutine's cancellation enters the supervisor here: join cancels the children
 // and waits for them (at most cancel_grace), since none may outlive the scope that awaited
 // them. A failure recorded before or meanwhile is what it throws; else operation_aborted
@@ -1258,8 +1295,10 @@ asio::awaitable<void> supervisor::join() {
         if (failure || finished) {
             if (parent_cancelled)
                 co_await asio::this_coro::throw_if_cancelled(parent_throws_if_cancelled);
-            if (failure)
-                core->throw_failure(std::move(*failure));
+            if (failure) {
+                co_await end_with(core->failure_to_throw(std::move(*failure)));
+                co_return;
+            }
             if (parent_cancelled)
                 throw boost::system::system_error(asio::error::operation_aborted,
                                                   "warden::supervisor::join cancelled");
