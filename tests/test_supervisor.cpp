@@ -511,6 +511,67 @@ TEST_CASE("co_await join throws the first failure, after the siblings finish") {
     CHECK(sibling_done);
 }
 
+// join hands the failure to its own frame instead of throwing it (src/supervisor.cpp,
+// end_with): the caller's co_await must still throw the child's very exception object, skip
+// the rest of the caller's statement sequence, and under collect throw the failure_group.
+TEST_CASE("co_await join throws the child's own exception object, and the failure_group under "
+          "collect") {
+    struct marked_error : std::runtime_error {
+        using std::runtime_error::runtime_error;
+    };
+    asio::io_context io;
+    const void* thrown = nullptr;
+    const void* caught = nullptr;
+    bool ran_past_join = false;
+    {
+        warden::supervisor sup{io.get_executor()};
+        sup.spawn([&]() -> asio::awaitable<void> {
+            co_await sleep_for(1ms);
+            marked_error error("marked");
+            try {
+                throw error;
+            } catch (const marked_error& e) {
+                thrown = &e;
+                throw;
+            }
+        });
+        asio::co_spawn(
+            io,
+            [&]() -> asio::awaitable<void> {
+                try {
+                    co_await sup.join();
+                    ran_past_join = true;
+                } catch (const marked_error& e) {
+                    caught = &e;
+                }
+            },
+            asio::detached);
+        io.run();
+        io.restart();
+    }
+    CHECK_FALSE(ran_past_join);
+    REQUIRE(caught != nullptr);
+    CHECK(caught == thrown);
+
+    warden::supervisor sup{io.get_executor(), {.policy = warden::policy::collect}};
+    sup.spawn([]() -> asio::awaitable<void> {
+        co_await sleep_for(1ms);
+        throw std::runtime_error("first");
+    });
+    sup.spawn([]() -> asio::awaitable<void> {
+        co_await sleep_for(2ms);
+        throw std::runtime_error("second");
+    });
+    auto joined = asio::co_spawn(io, sup.join(), asio::use_future);
+    io.run();
+    try {
+        joined.get();
+        FAIL("join returned");
+    } catch (const warden::failure_group& group) {
+        CHECK(group.reports().size() == 2);
+    }
+}
+
 TEST_CASE("children() lists live children") {
     warden::supervisor sup;
     std::latch started(1);
