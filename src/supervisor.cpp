@@ -1220,13 +1220,15 @@ blocking_job blocking_job::warm_up() {
 
 namespace {
 
-// Makes `error` what the coroutine that awaits this one (join) throws: set in the awaiting
-// frame, as Asio sets an exception that leaves the coroutine's body, and rethrown once, in
-// the caller. Thrown in join's body, the child's exception would be thrown twice: out of the
+// Makes `error` what the coroutine that awaits this (join) ends with: set in its frame, as
+// Asio sets an exception that leaves a coroutine's body, and rethrown once, by the caller's
+// co_await. Thrown in join's body, the child's exception would be thrown twice: out of the
 // body into join's frame, then out of the frame into the caller, each throw and catch some
 // microseconds on the path from a failure to the parent (bench_failure_latency).
-// `co_await end_with(e); co_return;` — the function is Asio's own form for an operation run
-// once the frame is suspended; the frame is then resumed at once.
+// `co_await end_with(std::move(e)); co_return;`: a function of the frame is Asio's own form for
+// an operation started once the frame is suspended (Boost 1.81, asio/impl/awaitable.hpp); the
+// frame is resumed at once. await_transform moves the function, so the temporary that g++ 12
+// may destroy twice holds no exception by then.
 class end_with {
   public:
     explicit end_with(std::exception_ptr error) noexcept
@@ -1296,7 +1298,10 @@ asio::awaitable<void> supervisor::join() {
             if (parent_cancelled)
                 co_await asio::this_coro::throw_if_cancelled(parent_throws_if_cancelled);
             if (failure) {
-                co_await end_with(core->failure_to_throw(std::move(*failure)));
+                // Named first: g++ 12 destroys a temporary argument inside a co_await
+                // expression twice (docs/decisions.md); end_with's own is empty by then.
+                std::exception_ptr error = core->failure_to_throw(std::move(*failure));
+                co_await end_with(std::move(error));
                 co_return;
             }
             if (parent_cancelled)
