@@ -224,6 +224,7 @@ std::vector<double> cross_cpu_wakes(std::size_t trials) {
         turn.wait(2 * i + 1);
     }
     sleeper.join();
+    pthread_setaffinity_np(pthread_self(), sizeof allowed, &allowed);
     return out;
 }
 
