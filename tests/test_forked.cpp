@@ -233,11 +233,16 @@ bool names_the_destroyer(const std::vector<std::string>& tail, const std::string
 }
 
 TEST_CASE("destroying a supervisor from inside its own thread child ends the program, naming it") {
-#if defined(__SANITIZE_THREAD__)
-    // A forked child of a multi-threaded program cannot start a thread under ThreadSanitizer
-    // ("starting new threads after multi-threaded fork is not supported"); the pool needs one.
-    // The plain and ASan builds run it.
-    MESSAGE("skipped under ThreadSanitizer: the pool cannot start in a forked child");
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+    // The forked child starts a supervisor's threads (its I/O thread and pool). A forked child
+    // of a multi-threaded program cannot start a thread under ThreadSanitizer ("starting new
+    // threads after multi-threaded fork is not supported"). GCC 12's AddressSanitizer does not
+    // hold its allocator's locks across fork(): one a parent thread held at that moment stays
+    // held in the child, and the new threads' first frees wait for it for good (a CI run of
+    // 2026-12-07: three threads in SizeClassAllocator64::GetFromAllocator under
+    // pthread_getattr_np, seen with gdb). The plain build runs it.
+    MESSAGE("skipped under ThreadSanitizer and AddressSanitizer: a supervisor with threads in a "
+            "forked child of a multi-threaded parent");
     return;
 #endif
     auto e = failure_of<warden::process_crashed>([] {
