@@ -24,7 +24,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
 
 #include <fmt/format.h>
@@ -33,39 +32,14 @@
 
 #include "helpers.hpp"
 #include "json_check.hpp"
+#include "log_sink.hpp"
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
+using warden_test::warden_logger;
+using warden_test::watching_sink;
 
 namespace {
-
-// Calls `on_match` for each log message containing `needle`.
-class watching_sink final : public spdlog::sinks::base_sink<std::mutex> {
-  public:
-    watching_sink(std::string needle, std::function<void()> on_match)
-        : needle_(std::move(needle))
-        , on_match_(std::move(on_match)) {}
-
-  protected:
-    void sink_it_(const spdlog::details::log_msg& msg) override {
-        if (std::string_view(msg.payload.data(), msg.payload.size()).find(needle_) !=
-            std::string_view::npos)
-            on_match_();
-    }
-    void flush_() override {}
-
-  private:
-    std::string needle_;
-    std::function<void()> on_match_;
-};
-
-// The "warden" logger, made by a first supervisor if no test has made it yet.
-std::shared_ptr<spdlog::logger> warden_logger() {
-    if (auto logger = spdlog::get("warden"))
-        return logger;
-    warden::supervisor{}.spawn([] {}).get();
-    return spdlog::get("warden");
-}
 
 // A thread that calls `then` once the calling thread sleeps in a blocking call: how a test
 // knows a wait has begun, with no sleep.

@@ -2,15 +2,13 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
-#include <string_view>
 #include <vector>
 
-#include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/ringbuffer_sink.h>
 #include <spdlog/spdlog.h>
 
@@ -21,6 +19,7 @@
 #include <warden/supervisor.hpp>
 
 #include "json_check.hpp"
+#include "log_sink.hpp"
 #include "registry.hpp"
 
 TEST_CASE("failure_report::to_string reads as a person wants it") {
@@ -104,59 +103,23 @@ TEST_CASE("the warden logger logs each failure report at error level") {
     CHECK(found);
 }
 
-namespace {
-
-// Lets a test wait until a line with `marker` has been written to the logger.
-class marker_sink final : public spdlog::sinks::base_sink<std::mutex> {
-  public:
-    explicit marker_sink(std::string marker)
-        : marker_(std::move(marker)) {}
-
-    bool wait_for(std::chrono::seconds timeout) {
-        std::unique_lock lock(seen_mutex_);
-        return seen_cv_.wait_for(lock, timeout, [&] { return seen_; });
-    }
-
-  protected:
-    void sink_it_(const spdlog::details::log_msg& msg) override {
-        if (std::string_view(msg.payload.data(), msg.payload.size()).find(marker_) ==
-            std::string_view::npos)
-            return;
-        {
-            const std::lock_guard lock(seen_mutex_);
-            seen_ = true;
-        }
-        seen_cv_.notify_all();
-    }
-    void flush_() override {}
-
-  private:
-    const std::string marker_;
-    std::mutex seen_mutex_;
-    std::condition_variable seen_cv_;
-    bool seen_ = false;
-};
-
-} // namespace
-
 // A failure's log line is handed to the symbolising thread off the waiters' path
 // (src/supervisor.cpp, child_finished): wherever that hand-over is made, the line must come
 // while a blocking wait goes on waiting for the other children, not at the supervisor's end.
 TEST_CASE("a failure's log line is written while a blocking wait still waits for the others") {
-    {
-        warden::supervisor sup; // the logger is created on first use
-        sup.spawn([] {});
-        sup.wait();
-    }
-    auto logger = spdlog::get("warden");
+    auto logger = warden_test::warden_logger();
     REQUIRE(logger != nullptr);
-    auto sink = std::make_shared<marker_sink>("early failure");
-    logger->sinks().push_back(sink);
+    std::promise<void> line;
+    auto seen = line.get_future();
+    std::once_flag once;
+    logger->sinks().push_back(std::make_shared<warden_test::watching_sink>(
+        "early failure", [&] { std::call_once(once, [&] { line.set_value(); }); }));
     std::atomic<bool> written{false};
     {
         warden::supervisor sup{{.policy = warden::policy::collect}};
-        sup.spawn([&] { written = sink->wait_for(std::chrono::seconds(30)); },
-                  {.name = "waits for the line"});
+        sup.spawn(
+            [&] { written = seen.wait_for(std::chrono::seconds(30)) == std::future_status::ready; },
+            {.name = "waits for the line"});
         sup.spawn([] { throw std::runtime_error("early failure"); }, {.name = "early"});
         CHECK_THROWS_AS(sup.wait(), warden::failure_group);
     }
