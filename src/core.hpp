@@ -152,6 +152,8 @@ class supervisor_core : public std::enable_shared_from_this<supervisor_core> {
     // What throw_failure would throw, for a caller that hands it on (join): a child's own
     // exception is not thrown here. Call without the lock.
     std::exception_ptr failure_to_throw(step s);
+    // Under fail_fast, requests the stop that a thrown failure must find done.
+    void stop_before_throwing();
     // The decision every wait makes, under the lock. `at_once` throws the first failure
     // without waiting for the cancelled siblings (wait_until).
     step evaluate(std::unique_lock<std::mutex>& lock, std::chrono::steady_clock::time_point now,

@@ -755,10 +755,7 @@ supervisor_core::step supervisor_core::evaluate(std::unique_lock<std::mutex>&,
 void supervisor_core::throw_failure(step s) {
     if (!s.group)
         std::rethrow_exception(failure_to_throw(std::move(s)));
-    // A waiter may wake (on its own deadline) between the failure being recorded and the
-    // failing thread's stop request: the throw must not come before the stop.
-    if (options_.policy == policy::fail_fast)
-        stop_.request();
+    stop_before_throwing();
     std::vector<failure_report> reports;
     reports.reserve(s.reports.size());
     for (auto& draft : s.reports)
@@ -774,8 +771,7 @@ std::exception_ptr supervisor_core::failure_to_throw(step s) {
             return std::current_exception();
         }
     }
-    if (options_.policy == policy::fail_fast)
-        stop_.request(); // as above
+    stop_before_throwing();
     // The child's own exception, at once: its report (with the later failures and the
     // stragglers) is written when report_for first asks for it.
     auto& draft = s.reports.front();
@@ -783,6 +779,13 @@ std::exception_ptr supervisor_core::failure_to_throw(step s) {
                                    draft.later_not_kept,
                                    std::move(draft.stragglers)});
     return draft.record->report.error;
+}
+
+// A waiter may wake (on its own deadline) between the failure being recorded and the failing
+// thread's stop request: the throw must not come before the stop.
+void supervisor_core::stop_before_throwing() {
+    if (options_.policy == policy::fail_fast)
+        stop_.request();
 }
 
 void supervisor_core::check_not_own_child(const char* what) const {
