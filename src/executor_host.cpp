@@ -1,6 +1,7 @@
 #include "executor_host.hpp"
 
 #include <algorithm>
+#include <new>
 #include <optional>
 #include <system_error>
 
@@ -102,19 +103,29 @@ void executor_host::start_in_batch(unique_function<void()> start) {
 }
 
 void executor_host::run_batch() {
-    std::vector<unique_function<void()>> batch;
-    {
-        std::lock_guard lock(batch_mutex_);
-        batch.swap(batch_);
-        batch_posted_ = false;
+    for (;;) {
+        if (next_start_ == taken_.size()) {
+            // The emptied vector keeps its capacity for the batch after the next.
+            taken_.clear();
+            next_start_ = 0;
+            std::lock_guard lock(batch_mutex_);
+            taken_.swap(batch_);
+            if (taken_.empty()) {
+                batch_posted_ = false;
+                return;
+            }
+        }
+        const std::size_t end = std::min(taken_.size(), next_start_ + starts_per_turn);
+        while (next_start_ < end)
+            taken_[next_start_++]();
+        try {
+            asio::post(*own_io_, [this] { run_batch(); });
+            return;
+        } catch (const std::bad_alloc&) {
+            // No memory to queue the next turn: it runs in this one, so that no start is left
+            // behind.
+        }
     }
-    for (auto& start : batch)
-        start();
-    // The emptied vector keeps its capacity for the next batch.
-    batch.clear();
-    std::lock_guard lock(batch_mutex_);
-    if (batch_.empty())
-        batch_.swap(batch);
 }
 
 blocking_pool& executor_host::pool(std::size_t threads, const std::string& supervisor) {
