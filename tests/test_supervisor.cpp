@@ -5,6 +5,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <future>
 #include <latch>
 #include <mutex>
 #include <stdexcept>
@@ -953,6 +954,26 @@ TEST_CASE("own I/O thread: coroutine children spawned from one thread start in s
     REQUIRE(started.size() == count);
     for (int i = 0; i < count; ++i)
         REQUIRE(started[static_cast<std::size_t>(i)] == i);
+}
+
+TEST_CASE("own I/O thread: queued starts take turns with the thread's other handlers") {
+    warden::supervisor sup;
+    held_io_thread io_thread;
+    io_thread.hold(sup);
+    constexpr std::size_t count = 2000;
+    std::vector<int> started; // written and read on the I/O thread only
+    for (std::size_t i = 0; i < count; ++i)
+        sup.spawn([&started]() -> asio::awaitable<void> {
+            started.push_back(0);
+            co_return;
+        });
+    // Queued behind every start: with the starts run in one go, it would find them all done.
+    std::promise<std::size_t> started_before_handler;
+    asio::post(sup.get_executor(), [&] { started_before_handler.set_value(started.size()); });
+    io_thread.release.count_down();
+    sup.wait_for(60s);
+    REQUIRE(started.size() == count);
+    CHECK(started_before_handler.get_future().get() < count);
 }
 
 TEST_CASE("own I/O thread: a cancel that comes while the starts are queued ends every child") {
