@@ -277,6 +277,23 @@ samples run_trials(std::size_t trials, std::size_t warmup, warden::capture captu
     return out;
 }
 
+// The coroutine trial again and again, nothing else between: what the same failure costs when
+// the trial before it ran the same code, against the interleaved rows, where it follows the
+// thread trials (fresh pool threads, their warm-up throws and, with the defaults, their
+// symbolised log lines). Info: it tells what the defaults cost from what the trials before
+// them leave on the CPUs.
+std::vector<double> coroutine_trials_in_a_row(std::size_t trials, std::size_t warmup,
+                                              warden::capture capture) {
+    asio::io_context io;
+    std::vector<double> out;
+    for (std::size_t i = 0; i < warmup + trials; ++i) {
+        const double c = coroutine_trial(io, capture);
+        if (i >= warmup)
+            out.push_back(c);
+    }
+    return out;
+}
+
 void emit_percentiles(const std::string& what, const std::vector<double>& s, bool targets,
                       const std::string& note) {
     const double p50 = percentile(s, 50);
@@ -341,6 +358,13 @@ int main(int argc, char** argv) {
                                  "io_context and cancels the timer the parent awaits";
     emit_percentiles("failure -> parent, no warden: plain Asio hand-off from a pool thread (info)",
                      quiet.raw_thread.all, false, fmt::format("{} trials, {}", trials, raw_note));
+    const std::size_t in_a_row = smoke ? 20 : 2'000;
+    emit_percentiles(
+        "failure -> join: coroutine child, trials in a row (info)",
+        coroutine_trials_in_a_row(in_a_row, smoke ? 2 : 100, warden::capture::location), false,
+        fmt::format("{} coroutine trials one after another, nothing between; "
+                    "capture::location; logger \"warden\" off",
+                    in_a_row));
 
     logger.set_level(default_level);
     const long rss_before = resident_mb();
@@ -351,6 +375,12 @@ int main(int argc, char** argv) {
         default_trials, spdlog::level::to_string_view(default_level), rss_before, resident_mb());
     emit_percentiles("failure -> join, defaults: coroutine child", defaults.coroutine, true,
                      defaults_note);
+    emit_percentiles(
+        "failure -> join, defaults: coroutine child, trials in a row (info)",
+        coroutine_trials_in_a_row(in_a_row, smoke ? 2 : 100, warden::capture::stacktrace), false,
+        fmt::format("{} coroutine trials one after another, nothing between; "
+                    "defaults as above",
+                    in_a_row));
     emit_percentiles("failure -> join, defaults: thread child", defaults.thread.all, true,
                      defaults_note);
     emit_by_placement("failure -> join, defaults: thread child", defaults.thread,
