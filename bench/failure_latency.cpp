@@ -277,16 +277,19 @@ samples run_trials(std::size_t trials, std::size_t warmup, warden::capture captu
     return out;
 }
 
-// The coroutine trial again and again, nothing else between: what the same failure costs when
-// the trial before it ran the same code, against the interleaved rows, where it follows the
+// The coroutine trial again and again, nothing else between, optionally with the parent's
+// thread asleep for a while before each: against the interleaved rows, where it follows the
 // thread trials (fresh pool threads, their warm-up throws and, with the defaults, their
-// symbolised log lines). Info: it tells what the defaults cost from what the trials before
-// them leave on the CPUs.
+// symbolised log lines, which each supervisor's end waits for asleep). Info: it tells what the
+// defaults cost from what the trials before them leave on the CPUs.
 std::vector<double> coroutine_trials_in_a_row(std::size_t trials, std::size_t warmup,
-                                              warden::capture capture) {
+                                              warden::capture capture,
+                                              std::chrono::microseconds asleep_before = {}) {
     asio::io_context io;
     std::vector<double> out;
     for (std::size_t i = 0; i < warmup + trials; ++i) {
+        if (asleep_before.count() > 0)
+            std::this_thread::sleep_for(asleep_before);
         const double c = coroutine_trial(io, capture);
         if (i >= warmup)
             out.push_back(c);
@@ -359,12 +362,29 @@ int main(int argc, char** argv) {
     emit_percentiles("failure -> parent, no warden: plain Asio hand-off from a pool thread (info)",
                      quiet.raw_thread.all, false, fmt::format("{} trials, {}", trials, raw_note));
     const std::size_t in_a_row = smoke ? 20 : 2'000;
+    const std::size_t in_a_row_warmup = smoke ? 2 : 100;
+    const auto in_a_row_note = [in_a_row](const std::string& what) {
+        return fmt::format("{} coroutine trials one after another, nothing between; {}", in_a_row,
+                           what);
+    };
     emit_percentiles(
         "failure -> join: coroutine child, trials in a row (info)",
-        coroutine_trials_in_a_row(in_a_row, smoke ? 2 : 100, warden::capture::location), false,
-        fmt::format("{} coroutine trials one after another, nothing between; "
-                    "capture::location; logger \"warden\" off",
-                    in_a_row));
+        coroutine_trials_in_a_row(in_a_row, in_a_row_warmup, warden::capture::location), false,
+        in_a_row_note("capture::location; logger \"warden\" off"));
+    constexpr std::chrono::microseconds asleep{300};
+    emit_percentiles(
+        "failure -> join: coroutine child, trials in a row, the parent's thread asleep 300 us "
+        "before each (info)",
+        coroutine_trials_in_a_row(in_a_row, in_a_row_warmup, warden::capture::location, asleep),
+        false,
+        in_a_row_note("capture::location; logger \"warden\" off; the thread sleeps 300 us before "
+                      "each, as a defaults trial's thread does while the supervisor before it "
+                      "waits for its log line"));
+    emit_percentiles(
+        "failure -> join: coroutine child, trials in a row, capture::stacktrace, logger off (info)",
+        coroutine_trials_in_a_row(in_a_row, in_a_row_warmup, warden::capture::stacktrace), false,
+        in_a_row_note("the defaults but for the log line: capture::stacktrace, logger \"warden\" "
+                      "off"));
 
     logger.set_level(default_level);
     const long rss_before = resident_mb();
@@ -377,10 +397,9 @@ int main(int argc, char** argv) {
                      defaults_note);
     emit_percentiles(
         "failure -> join, defaults: coroutine child, trials in a row (info)",
-        coroutine_trials_in_a_row(in_a_row, smoke ? 2 : 100, warden::capture::stacktrace), false,
-        fmt::format("{} coroutine trials one after another, nothing between; "
-                    "defaults as above",
-                    in_a_row));
+        coroutine_trials_in_a_row(in_a_row, in_a_row_warmup, warden::capture::stacktrace), false,
+        in_a_row_note("defaults as above: each supervisor's end waits, asleep, for its failure's "
+                      "log line"));
     emit_percentiles("failure -> join, defaults: thread child", defaults.thread.all, true,
                      defaults_note);
     emit_by_placement("failure -> join, defaults: thread child", defaults.thread,
