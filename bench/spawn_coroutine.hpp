@@ -62,38 +62,12 @@ inline void raw_co_spawn_cancellable(std::size_t n) {
         std::abort();
 }
 
-// The floor above plus the least that tracking each child takes, as for blocking children: a
-// heap record per child holding its cancellation signal, a table of running children under a
-// mutex, entered at the spawn and left by the completion handler (which also clears the slot,
-// as warden must: Asio 1.81 leaves co_spawn's cancellation handler in it). Info: what any
-// supervisor that can cancel, name or list each child pays before a feature of its own.
 struct tracked_coroutine_child {
     tracked_coroutine_child* previous = nullptr;
     tracked_coroutine_child* next = nullptr;
     std::shared_ptr<tracked_coroutine_child> self; // the table's reference
     asio::cancellation_signal cancel;
 };
-
-inline void raw_co_spawn_tracked(std::size_t n) {
-    asio::io_context io;
-    std::size_t done = 0;
-    tracked_table<tracked_coroutine_child> table;
-    for (std::size_t i = 0; i < n; ++i) {
-        auto child = std::make_shared<tracked_coroutine_child>();
-        table.enter(child);
-        auto slot = child->cancel.slot();
-        asio::co_spawn(io, trivial_child(),
-                       asio::bind_cancellation_slot(
-                           slot, [&done, &table, child = std::move(child)](std::exception_ptr) {
-                               child->cancel.slot().clear();
-                               const auto table_ref = table.leave(*child);
-                               ++done;
-                           }));
-    }
-    io.run();
-    if (done != n)
-        std::abort();
-}
 
 // An executor that marks its child as running for the length of each of the child's
 // handlers, the least a supervisor does to learn, inside a child, which child runs: what lets
@@ -149,10 +123,15 @@ class marking_executor {
     std::shared_ptr<tracked_coroutine_child> child_;
 };
 
-// raw_co_spawn_tracked with each child run on a marking_executor: the floor of a supervisor
-// that tracks, can cancel, and knows inside a child which child runs, before any feature of
-// its own (names, ids, origins, the failure's record, the waits).
-inline void raw_co_spawn_tracked_marked(std::size_t n) {
+// raw_co_spawn_cancellable plus the least that tracking each child takes, as for blocking
+// children: a heap record per child holding its cancellation signal, a table of running children
+// under a mutex, entered at the spawn and left by the completion handler (which also clears the
+// slot, as warden must: Asio 1.81 leaves co_spawn's cancellation handler in it). Info: what any
+// supervisor that can cancel, name or list each child pays before a feature of its own. With
+// `Marked`, each child also runs on a marking_executor: the floor of a supervisor that also
+// knows, inside a child, which child runs.
+template <bool Marked>
+void raw_co_spawn_tracked_on(std::size_t n) {
     asio::io_context io;
     std::size_t done = 0;
     tracked_table<tracked_coroutine_child> table;
@@ -160,7 +139,12 @@ inline void raw_co_spawn_tracked_marked(std::size_t n) {
         auto child = std::make_shared<tracked_coroutine_child>();
         table.enter(child);
         auto slot = child->cancel.slot();
-        marking_executor executor(io.get_executor(), child);
+        auto executor = [&] {
+            if constexpr (Marked)
+                return marking_executor(io.get_executor(), child);
+            else
+                return io.get_executor();
+        }();
         asio::co_spawn(std::move(executor), trivial_child(),
                        asio::bind_cancellation_slot(
                            slot, [&done, &table, child = std::move(child)](std::exception_ptr) {
@@ -172,6 +156,14 @@ inline void raw_co_spawn_tracked_marked(std::size_t n) {
     io.run();
     if (done != n)
         std::abort();
+}
+
+inline void raw_co_spawn_tracked(std::size_t n) {
+    raw_co_spawn_tracked_on<false>(n);
+}
+
+inline void raw_co_spawn_tracked_marked(std::size_t n) {
+    raw_co_spawn_tracked_on<true>(n);
 }
 
 inline void warden_caller_io(std::size_t n, warden::capture capture) {
