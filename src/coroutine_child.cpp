@@ -208,11 +208,21 @@ void start_coroutine_child(const std::shared_ptr<child_record>& child, Body body
     });
 }
 
+// A coroutine_maker is called here, on the thread that starts the child: with the own I/O
+// thread, that thread allocates the coroutine's frame and frees it.
+template <class Body>
+void start_made_or_given(const std::shared_ptr<child_record>& child, Body& body) {
+    if constexpr (std::is_same_v<Body, coroutine_maker>)
+        start_coroutine_child(child, invoke_coroutine(body.make));
+    else
+        start_coroutine_child(child, std::move(body));
+}
+
 template <class Body>
 void co_spawn_child(const std::shared_ptr<child_record>& child, Body body) {
     executor_host& host = child->owner()->host();
     if (!host.starts_in_batches()) {
-        start_coroutine_child(child, std::move(body));
+        start_made_or_given(child, body);
         return;
     }
     // Started on the I/O thread, where co_spawn runs the body at once (its first step is a
@@ -220,7 +230,7 @@ void co_spawn_child(const std::shared_ptr<child_record>& child, Body body) {
     // arm_cancel() delivers it once co_spawn has connected the slot.
     host.start_in_batch([child, body = std::move(body)]() mutable {
         try {
-            start_coroutine_child(child, std::move(body));
+            start_made_or_given(child, body);
         } catch (...) {
             // No memory for the coroutine's frames: the child fails with that, and is not
             // left in the table for the supervisor's end to wait for. An exception escaping
@@ -235,6 +245,7 @@ void co_spawn_child(const std::shared_ptr<child_record>& child, Body body) {
 template void co_spawn_child(const std::shared_ptr<child_record>&, asio::awaitable<void>);
 template void co_spawn_child(const std::shared_ptr<child_record>&,
                              unique_function<asio::awaitable<void>()>);
+template void co_spawn_child(const std::shared_ptr<child_record>&, coroutine_maker);
 
 await_chain read_await_chain(child_record& child, std::chrono::steady_clock::time_point deadline) {
     await_chain chain;

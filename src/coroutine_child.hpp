@@ -29,6 +29,7 @@
 
 #include <warden/detail/child.hpp>
 #include <warden/detail/function.hpp>
+#include <warden/detail/spawn.hpp>
 
 #include "child_access.hpp"
 

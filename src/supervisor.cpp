@@ -1184,6 +1184,11 @@ void supervisor::start_coroutine(std::shared_ptr<detail::child_record> child,
     detail::co_spawn_child(child, std::move(body));
 }
 
+void supervisor::start_coroutine(std::shared_ptr<detail::child_record> child,
+                                 detail::coroutine_maker body) {
+    detail::co_spawn_child(child, std::move(body));
+}
+
 void supervisor::start_blocking(std::shared_ptr<detail::child_record> child,
                                 detail::unique_function<void(std::stop_token)> body) {
     asio::post(core_->pool().executor(), detail::blocking_job{std::move(child), std::move(body)});

@@ -105,6 +105,40 @@ TEST_CASE("a coroutine factory that throws before its coroutine exists fails as 
     }
 }
 
+namespace {
+
+std::atomic<std::thread::id> factory_called_on;
+
+// Not a coroutine itself: it runs when called, and says where.
+asio::awaitable<void> stateless_factory() {
+    factory_called_on = std::this_thread::get_id();
+    return sleep_for(1ms);
+}
+
+} // namespace
+
+TEST_CASE("own I/O thread: a stateless coroutine factory spawned from another thread is called "
+          "there") {
+    warden::supervisor sup;
+    std::atomic<std::thread::id> io_thread;
+    sup.spawn([&io_thread]() -> asio::awaitable<void> {
+        io_thread = std::this_thread::get_id();
+        co_return;
+    });
+    sup.wait();
+    for (int i = 0; i < 2; ++i) {
+        CAPTURE(i);
+        factory_called_on = std::thread::id();
+        if (i == 0)
+            sup.spawn(stateless_factory);
+        else
+            sup.spawn([] { return stateless_factory(); });
+        sup.wait();
+        CHECK(factory_called_on.load() == io_thread.load());
+        CHECK(factory_called_on.load() != std::this_thread::get_id());
+    }
+}
+
 TEST_CASE("a void coroutine child keeps its lambda's captures alive after spawn returns") {
     warden::supervisor sup;
     std::string seen;

@@ -151,6 +151,7 @@ class supervisor {
                          boost::asio::awaitable<void> body);
     void start_coroutine(std::shared_ptr<detail::child_record> child,
                          detail::unique_function<boost::asio::awaitable<void>()> body);
+    void start_coroutine(std::shared_ptr<detail::child_record> child, detail::coroutine_maker body);
     void start_blocking(std::shared_ptr<detail::child_record> child,
                         detail::unique_function<void(std::stop_token)> body);
     process& start_forked(detail::unique_function<void()> body, spawn_options options,
@@ -172,9 +173,9 @@ auto supervisor::spawn(F&& f, spawn_options options, std::source_location where)
         admit(state, child_kind::coroutine, std::move(options), where);
         if constexpr (std::is_void_v<value_type> &&
                       (std::is_empty_v<fn_type> || std::is_pointer_v<fn_type>)) {
-            // Nothing captured that the coroutine could refer to: make it here and let
-            // co_spawn run it as it would a plain awaitable (no callable in its frame).
-            start_coroutine(state, detail::invoke_coroutine(f));
+            // Nothing captured that the coroutine could refer to: made where it starts, and
+            // co_spawn runs it as it would a plain awaitable (no callable in its frame).
+            start_coroutine(state, detail::coroutine_maker{fn_type(std::forward<F>(f))});
         } else if constexpr (std::is_void_v<value_type>)
             start_coroutine(state, detail::unique_function<boost::asio::awaitable<void>()>(
                                        fn_type(std::forward<F>(f))));

@@ -14,6 +14,7 @@
 #include <boost/asio/awaitable.hpp>
 
 #include <warden/detail/child.hpp>
+#include <warden/detail/function.hpp>
 
 namespace warden::detail {
 
@@ -43,6 +44,13 @@ inline boost::asio::awaitable<void> rethrow_as_child(std::exception_ptr error) {
     std::rethrow_exception(std::move(error));
     co_return;
 }
+
+// A coroutine function with nothing captured (an empty callable, a function pointer): nothing
+// the coroutine could refer to, so it is called where the child starts and dropped, and
+// co_spawn runs the awaitable it made.
+struct coroutine_maker {
+    unique_function<boost::asio::awaitable<void>()> make;
+};
 
 // f() for a child body: what it throws before its coroutine exists (a plain function that
 // returns an awaitable) is the child's failure, as when co_spawn calls it.
