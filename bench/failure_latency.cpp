@@ -373,13 +373,15 @@ int main(int argc, char** argv) {
         in_a_row_note("capture::location; logger \"warden\" off"));
     constexpr std::chrono::microseconds asleep{300};
     emit_percentiles(
-        "failure -> join: coroutine child, trials in a row, the parent's thread asleep 300 us "
-        "before each (info)",
+        fmt::format("failure -> join: coroutine child, trials in a row, the parent's thread "
+                    "asleep {} us before each (info)",
+                    asleep.count()),
         coroutine_trials_in_a_row(in_a_row, in_a_row_warmup, warden::capture::location, asleep),
         false,
-        in_a_row_note("capture::location; logger \"warden\" off; the thread sleeps 300 us before "
-                      "each, as a defaults trial's thread does while the supervisor before it "
-                      "waits for its log line"));
+        in_a_row_note(fmt::format("capture::location; logger \"warden\" off; the thread sleeps "
+                                  "{} us before each, as a defaults trial's thread does while the "
+                                  "supervisor before it waits for its log line",
+                                  asleep.count())));
     emit_percentiles(
         "failure -> join: coroutine child, trials in a row, capture::stacktrace, logger off (info)",
         coroutine_trials_in_a_row(in_a_row, in_a_row_warmup, warden::capture::stacktrace), false,

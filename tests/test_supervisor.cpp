@@ -995,7 +995,7 @@ TEST_CASE("own I/O thread: queued starts take turns with the thread's other hand
     held_io_thread io_thread;
     io_thread.hold(sup);
     constexpr std::size_t count = 2000;
-    std::vector<int> started; // written and read on the I/O thread only
+    std::vector<int> started; // written on the I/O thread only
     for (std::size_t i = 0; i < count; ++i)
         sup.spawn([&started]() -> asio::awaitable<void> {
             started.push_back(0);
