@@ -63,6 +63,7 @@
 #include "coroutine_child.hpp"
 #include "descendants.hpp"
 #include "failure_record.hpp"
+#include "join_bell.hpp"
 #include "log.hpp"
 #include "process_state.hpp"
 #include "registry.hpp"
@@ -1267,8 +1268,22 @@ asio::awaitable<void> supervisor::join() {
     bool parent_cancelled = false;
     bool parent_throws_if_cancelled = true;
     auto give_up_at = clock_type::time_point::max();
+    // A child that ends on another thread rings it; null: it posts.
+    const auto bell = detail::join_bell::make(executor);
     for (;;) {
         auto timer = std::make_shared<asio::steady_timer>(executor);
+        // Cancels the timer: the parent's resumption is queued; a failure's log line is
+        // handed over after it, behind the parent (child_finished). Weak: a waker left behind
+        // (its join was cancelled) must not keep a timer alive past its io_context (TSan,
+        // warden_stress under .ci/run tsan).
+        auto wake = [weak = std::weak_ptr(timer), executor, weak_core = std::weak_ptr(core)] {
+            if (auto t = weak.lock())
+                t->cancel();
+            if (auto c = weak_core.lock())
+                c->post_log_lines_hand_over(executor);
+        };
+        if (bell)
+            bell->arm(wake); // before the waker is registered: no ring can come before it
         std::optional<detail::supervisor_core::step> failure;
         bool finished = false;
         {
@@ -1281,27 +1296,22 @@ asio::awaitable<void> supervisor::join() {
                 finished = true;
             } else {
                 timer->expires_at(std::min(s.wake_at, give_up_at));
-                // Weak: a waker left behind (its join was cancelled) must not keep a timer
-                // alive past its io_context (TSan, warden_stress under .ci/run tsan).
-                // cancel() queues the parent's resumption; a failure's log line is handed over
-                // after it, behind the parent (child_finished). On the timer's own thread,
-                // cancelled at once: the resumption is then also ahead of whatever the ending
-                // child queues after it.
-                auto wake = [weak = std::weak_ptr(timer), executor,
-                             weak_core = std::weak_ptr(core)] {
-                    if (auto t = weak.lock())
-                        t->cancel();
-                    if (auto c = weak_core.lock())
-                        c->post_log_lines_hand_over(executor);
-                };
-                core->on_next_settlement(lock, [wake, executor] {
-                    if (detail::thread_of(executor).may_run_here())
-                        wake();
-                    else
-                        asio::post(executor, wake);
-                });
+                // On the timer's own thread, woken at once: the resumption is then also ahead
+                // of whatever the ending child queues after it. From another thread, by the
+                // bell (join_bell.hpp says why not a post).
+                core->on_next_settlement(
+                    lock, [wake, executor,
+                           ringer = bell ? bell->ringer()
+                                         : std::weak_ptr<detail::join_bell::descriptor>()] {
+                        if (detail::thread_of(executor).may_run_here())
+                            wake();
+                        else if (!detail::join_bell::ring(ringer))
+                            asio::post(executor, wake);
+                    });
             }
         }
+        if (bell && (failure || finished))
+            bell->disarm();
         if (failure || finished) {
             if (parent_cancelled)
                 co_await asio::this_coro::throw_if_cancelled(parent_throws_if_cancelled);
@@ -1318,6 +1328,8 @@ asio::awaitable<void> supervisor::join() {
             co_return;
         }
         co_await timer->async_wait(asio::as_tuple(asio::use_awaitable));
+        if (bell)
+            bell->disarm(); // the deadline, or the parent's cancellation, came first
         if (parent_cancelled)
             continue;
         auto state = co_await asio::this_coro::cancellation_state;
