@@ -1268,8 +1268,11 @@ asio::awaitable<void> supervisor::join() {
     bool parent_cancelled = false;
     bool parent_throws_if_cancelled = true;
     auto give_up_at = clock_type::time_point::max();
-    // A child that ends on another thread rings it; null: it posts.
-    const auto bell = detail::join_bell::make(executor);
+    // A child that ends on another thread rings it; null: it posts. Made the first time the
+    // join has to wait: an eventfd and its registration are system calls, several times
+    // what a join that returns at once costs (0.7 -> 3.1 us when made up front).
+    std::unique_ptr<detail::join_bell> bell;
+    bool bell_tried = false;
     for (;;) {
         auto timer = std::make_shared<asio::steady_timer>(executor);
         // Cancels the timer: the parent's resumption is queued; a failure's log line is
@@ -1286,6 +1289,7 @@ asio::awaitable<void> supervisor::join() {
             bell->arm(wake); // before the waker is registered: no ring can come before it
         std::optional<detail::supervisor_core::step> failure;
         bool finished = false;
+        bool make_bell = false;
         {
             auto lock = core->lock();
             const auto now = clock_type::now();
@@ -1294,6 +1298,8 @@ asio::awaitable<void> supervisor::join() {
                 failure = std::move(s);
             } else if (s.what == verdict::finished || now >= give_up_at) {
                 finished = true;
+            } else if (!bell_tried) {
+                make_bell = true; // outside the lock; then the state is read again
             } else {
                 timer->expires_at(std::min(s.wake_at, give_up_at));
                 // On the timer's own thread, woken at once: the resumption is then also ahead
@@ -1309,6 +1315,11 @@ asio::awaitable<void> supervisor::join() {
                             asio::post(executor, wake);
                     });
             }
+        }
+        if (make_bell) {
+            bell_tried = true;
+            bell = detail::join_bell::make(executor);
+            continue;
         }
         if (bell && (failure || finished))
             bell->disarm();
