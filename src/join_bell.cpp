@@ -54,9 +54,8 @@ join_bell::join_bell(const asio::any_io_executor& executor, std::shared_ptr<desc
 }
 
 join_bell::~join_bell() {
-    boost::system::error_code ignored;
-    waiting_.cancel(ignored);
-    // Taken out of the reactor, not closed: fd_ closes it.
+    // Taken out of the reactor (an armed wait ends with operation_aborted), not closed: fd_
+    // closes it.
     (void)waiting_.release();
 }
 

@@ -1321,8 +1321,7 @@ asio::awaitable<void> supervisor::join() {
             bell = detail::join_bell::make(executor);
             continue;
         }
-        if (bell && (failure || finished))
-            bell->disarm();
+        // Ending here, the join drops its bell with its frame, and an armed wait with it.
         if (failure || finished) {
             if (parent_cancelled)
                 co_await asio::this_coro::throw_if_cancelled(parent_throws_if_cancelled);
